@@ -1,0 +1,44 @@
+"""Application factory: engine, sessions, processor, blueprints, CLI and error handlers."""
+
+from __future__ import annotations
+
+import atexit
+
+from flask import Flask
+
+from pedidos.api import api
+from pedidos.config import Settings
+from pedidos.db import make_engine, make_sessions
+from pedidos.openapi import docs
+from pedidos.problems import register_error_handlers
+from pedidos.processor import PedidoProcessor, Work
+from pedidos.runtime import Runtime
+from pedidos.service import place_pedido
+
+
+def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -> Flask:
+    """Build the app; `work` is the order transaction (tests swap in broken ones)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    engine = make_engine(settings.database_url, pool_size=settings.pool_size)
+    sessions = make_sessions(engine)
+    processor = PedidoProcessor(
+        sessions,
+        workers=settings.workers,
+        queue_size=settings.queue_size,
+        max_retries=settings.max_retries,
+        work=work,
+        executor=settings.executor,
+        database_url=settings.database_url,
+    )
+    runtime = Runtime(settings, engine, sessions, processor)
+    app.extensions["pedidos"] = runtime
+    atexit.register(runtime.close)
+
+    app.register_blueprint(api)
+    app.register_blueprint(docs)
+    register_error_handlers(app)
+    return app

@@ -1,0 +1,135 @@
+"""The `pedidos` command: init-db, seed, simulate, serve (plus Flask's own run, routes, shell)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from werkzeug.serving import run_simple
+
+from pedidos.app import create_app
+from pedidos.db import upgrade_schema
+from pedidos.invariants import missing_pedidos, take_ledger, violations
+from pedidos.runtime import Runtime
+from pedidos.seed import has_data, reset, seed
+from pedidos.simulate import run_simulation
+
+
+def _runtime() -> Runtime:
+    found: Runtime = current_app.extensions["pedidos"]
+    return found
+
+
+@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
+def cli() -> None:
+    """Pedidos: concurrent, transactional purchase-order processing.
+
+    \b
+    Examples:
+      pedidos init-db && pedidos seed --clientes 1000 --produtos 200
+      pedidos serve --port 5000
+      pedidos simulate --pedidos 1000 --concorrencia 50
+    Configure with DATABASE_URL and PEDIDOS_* variables (see README).
+    """
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the schema (Alembic migrations)."""
+    upgrade_schema(_runtime().settings.database_url)
+    click.echo("schema is up to date")
+
+
+@cli.command("seed")
+@click.option("--clientes", default=1000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--produtos", default=200, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--seed", "random_seed", default=None, type=int, help="Random seed (repeatable data).")
+@click.option("--reset", "wipe", is_flag=True, help="Delete all orders, clientes and produtos first.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when clientes already exist.")
+def seed_command(
+    clientes: int, produtos: int, random_seed: int | None, wipe: bool, if_empty: bool
+) -> None:
+    """Populate clientes and produtos with realistic Brazilian demo data.
+
+    \b
+    Example: pedidos seed --clientes 100000 --produtos 100000 --seed 7 --reset
+    """
+    engine = _runtime().engine
+    if wipe:
+        reset(engine)
+    elif if_empty and has_data(engine):
+        click.echo("database already has clientes; not seeding")
+        return
+    with click.progressbar(length=clientes + produtos, label="seeding", file=sys.stderr) as bar:
+        report = seed(engine, clientes, produtos, random_seed, progress=bar.update)
+    click.echo(f"seeded {report.clientes} clientes and {report.produtos} produtos")
+
+
+@cli.command("simulate")
+@click.option("--pedidos", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--concorrencia", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600))
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check the invariants in DATABASE_URL (the server's database, with no other traffic).",
+)
+def simulate_command(pedidos: int, concorrencia: int, url: str, timeout: float, verify: bool) -> None:
+    """Many simulated users buying at the same time over HTTP; then verify the invariants.
+
+    \b
+    Example: pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
+    """
+    sessions = _runtime().sessions
+    if verify:
+        with sessions.begin() as session:
+            before = take_ledger(session)
+    with click.progressbar(length=pedidos, label="ordering", file=sys.stderr) as bar:
+        result = run_simulation(url, pedidos, concorrencia, timeout, progress=bar.update)
+
+    click.echo(f"\n{pedidos} orders from {concorrencia} concurrent users in {result.seconds:.2f} s")
+    click.echo(f"  throughput  {result.requests_per_second:9.1f} requests/s")
+    click.echo(f"  committed   {result.committed_per_second:9.1f} orders/s ({result.committed})")
+    click.echo(
+        "  latency ms  "
+        + "  ".join(f"p{p}={result.percentile(p):.1f}" for p in (50, 95, 99))
+        + f"  max={result.percentile(100):.1f}"
+    )
+    click.echo("  outcomes    " + ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses.items())))
+    for reason, count in sorted(result.reasons.items()):
+        click.echo(f"    {reason}: {count}")
+    if not verify:
+        return
+    with sessions.begin() as session:
+        broken = violations(before, take_ledger(session))
+        lost = missing_pedidos(session, result.acknowledged)
+    if lost:
+        broken.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
+    if broken:
+        click.echo("invariants: VIOLATED")
+        for line in broken:
+            click.echo(f"  - {line}")
+        sys.exit(1)
+    click.echo(
+        "invariants: OK (money and stock conserved to the cent, nothing negative, "
+        "every acknowledged order present)"
+    )
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the API with Flask's threaded server (debug off; use gunicorn in production)."""
+    # Not app.run(): Flask ignores it under its own CLI.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    run_simple(host, port, app, threaded=True, use_debugger=False, use_reloader=False)
+
+
+def main() -> None:
+    """Entry point of the `pedidos` console script."""
+    cli()

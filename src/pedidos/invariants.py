@@ -1,0 +1,113 @@
+"""Money and stock invariants, checked against the database before and after a load."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from pedidos.models import Cliente, ItemPedido, Money, Pedido, Produto
+
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Totals that committed orders move between, but never create or destroy."""
+
+    saldo: Decimal
+    estoque: int
+    pedidos: int
+    vendido: Decimal
+    unidades: int
+    saldo_negativo: int
+    estoque_negativo: int
+    pedidos_sem_itens: int
+    totais_divergentes: int
+
+
+def _money_sum(column: object) -> object:
+    return type_coerce(func.coalesce(func.sum(column), 0), Money())
+
+
+def take_ledger(session: Session) -> Ledger:
+    """Read every total in one transaction, so that they agree with each other."""
+    saldo, saldo_negativo = session.execute(
+        select(_money_sum(Cliente.saldo), func.count().filter(Cliente.saldo < 0))  # type: ignore[call-overload]
+    ).one()
+    estoque, estoque_negativo = session.execute(
+        select(func.coalesce(func.sum(Produto.estoque), 0), func.count().filter(Produto.estoque < 0))
+    ).one()
+    pedidos, vendido = session.execute(
+        select(func.count(Pedido.id), _money_sum(Pedido.total))  # type: ignore[call-overload]
+    ).one()
+    unidades = session.execute(select(func.coalesce(func.sum(ItemPedido.quantidade), 0))).scalar()
+    sem_itens = session.execute(
+        select(func.count(Pedido.id)).where(
+            ~select(ItemPedido.id).where(ItemPedido.pedido_id == Pedido.id).exists()
+        )
+    ).scalar()
+    soma_itens = (
+        select(
+            ItemPedido.pedido_id,
+            func.sum(ItemPedido.quantidade * ItemPedido.preco_unitario).label("soma"),
+        )
+        .group_by(ItemPedido.pedido_id)
+        .subquery()
+    )
+    divergentes = session.execute(
+        select(func.count())
+        .select_from(Pedido)
+        .join(soma_itens, soma_itens.c.pedido_id == Pedido.id)
+        .where(soma_itens.c.soma != Pedido.total)
+    ).scalar()
+    return Ledger(
+        saldo=saldo,
+        estoque=int(estoque),
+        pedidos=pedidos,
+        vendido=vendido,
+        unidades=int(unidades or 0),
+        saldo_negativo=saldo_negativo,
+        estoque_negativo=estoque_negativo,
+        pedidos_sem_itens=int(sem_itens or 0),
+        totais_divergentes=int(divergentes or 0),
+    )
+
+
+def violations(before: Ledger, after: Ledger) -> list[str]:
+    """Every broken invariant between two ledgers; empty means money and stock are exact."""
+    found: list[str] = []
+    vendido = after.vendido - before.vendido
+    unidades = after.unidades - before.unidades
+    if after.saldo + vendido != before.saldo:
+        found.append(
+            f"money not conserved: saldo {before.saldo} -> {after.saldo}, "
+            f"orders total {vendido} (off by {after.saldo + vendido - before.saldo})"
+        )
+    if after.estoque + unidades != before.estoque:
+        found.append(
+            f"stock not conserved: estoque {before.estoque} -> {after.estoque}, "
+            f"units sold {unidades} (off by {after.estoque + unidades - before.estoque})"
+        )
+    if after.saldo_negativo:
+        found.append(f"{after.saldo_negativo} clientes with negative saldo")
+    if after.estoque_negativo:
+        found.append(f"{after.estoque_negativo} produtos with negative estoque")
+    if after.pedidos_sem_itens:
+        found.append(f"{after.pedidos_sem_itens} pedidos without items")
+    if after.totais_divergentes:
+        found.append(f"{after.totais_divergentes} pedidos whose total differs from their items")
+    return found
+
+
+def missing_pedidos(session: Session, acknowledged: Iterable[int]) -> list[int]:
+    """Acknowledged order ids that are not in the database (an acknowledged order was lost)."""
+    ids = sorted(set(acknowledged))
+    present: set[int] = set()
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        present.update(session.execute(select(Pedido.id).where(Pedido.id.in_(chunk))).scalars())
+    return [i for i in ids if i not in present]

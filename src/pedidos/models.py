@@ -1,0 +1,113 @@
+"""Typed ORM models: clientes, produtos, pedidos and itens_pedido."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    func,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+CENT = Decimal("0.01")
+
+
+class Money(TypeDecorator[Decimal]):
+    """DECIMAL(12,2) on real databases; integer cents on SQLite, which has no exact decimal."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(12, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        cents = Decimal(value).quantize(CENT)
+        return int(cents * 100) if dialect.name == "sqlite" else cents
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return (Decimal(int(value)) / 100).quantize(CENT)
+        return Decimal(value).quantize(CENT)
+
+
+# BIGINT ids where rows grow without bound; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# Microsecond UTC timestamps: MariaDB's DATETIME defaults to whole seconds.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the schema's metadata."""
+
+
+class Cliente(Base):
+    __tablename__ = "clientes"
+    __table_args__ = (CheckConstraint("saldo >= 0", name="ck_clientes_saldo"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nome: Mapped[str] = mapped_column(String(120))
+    saldo: Mapped[Decimal] = mapped_column(Money, server_default="0")
+
+
+class Produto(Base):
+    __tablename__ = "produtos"
+    __table_args__ = (
+        CheckConstraint("preco > 0", name="ck_produtos_preco"),
+        CheckConstraint("estoque >= 0", name="ck_produtos_estoque"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nome: Mapped[str] = mapped_column(String(120))
+    preco: Mapped[Decimal] = mapped_column(Money)
+    estoque: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Pedido(Base):
+    __tablename__ = "pedidos"
+    __table_args__ = (
+        # Newest-first keyset pages, overall and per cliente.
+        Index("ix_pedidos_criado_em_id", "criado_em", "id"),
+        Index("ix_pedidos_cliente_criado_em_id", "cliente_id", "criado_em", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    cliente_id: Mapped[int] = mapped_column(ForeignKey("clientes.id"))
+    total: Mapped[Decimal] = mapped_column(Money)
+    criado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+    itens: Mapped[list[ItemPedido]] = relationship(order_by="ItemPedido.id")
+
+
+class ItemPedido(Base):
+    __tablename__ = "itens_pedido"
+    __table_args__ = (
+        CheckConstraint("quantidade > 0", name="ck_itens_pedido_quantidade"),
+        # Report filter "orders containing produto X" and per-produto sums.
+        Index("ix_itens_pedido_produto_pedido", "produto_id", "pedido_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pedido_id: Mapped[int] = mapped_column(ForeignKey("pedidos.id"), index=True)
+    produto_id: Mapped[int] = mapped_column(ForeignKey("produtos.id"))
+    quantidade: Mapped[int] = mapped_column(Integer)
+    preco_unitario: Mapped[Decimal] = mapped_column(Money)

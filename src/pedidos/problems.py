@@ -1,0 +1,140 @@
+"""RFC 9457 problem+json responses, and the error handlers that produce them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
+
+from pedidos.processor import Overloaded, RetriesExhausted
+from pedidos.service import (
+    ClienteNaoEncontrado,
+    EstoqueInsuficiente,
+    NadaParaSimular,
+    PedidoRejeitado,
+    ProdutoNaoEncontrado,
+    SaldoInsuficiente,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Stable identifiers (RFC 9457 allows non-dereferenceable URIs); the slug names the condition.
+PROBLEM_TYPE_BASE = "urn:pedidos:problem:"
+
+REJECTION_STATUS: dict[type[PedidoRejeitado], int] = {
+    ClienteNaoEncontrado: 404,
+    ProdutoNaoEncontrado: 404,
+    EstoqueInsuficiente: 409,
+    SaldoInsuficiente: 409,
+    NadaParaSimular: 409,
+}
+
+
+class Problem(Exception):
+    """An error the API answers with a problem document instead of a result."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extensions = extensions
+
+    def to_response(self) -> Response:
+        body = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extensions,
+        }
+        response = Response(
+            json.dumps(body), status=self.status, mimetype=PROBLEM_MEDIA_TYPE
+        )
+        response.headers.update(self.headers)
+        return response
+
+
+def rejection_problem(rejection: PedidoRejeitado) -> Problem:
+    """The problem for a business rejection; its facts become extension members."""
+    status = REJECTION_STATUS.get(type(rejection), 409)
+    slug = rejection.reason.replace("_", "-")
+    title = rejection.reason.replace("_", " ").capitalize()
+    return Problem(status, slug, title, str(rejection), reason=rejection.reason,
+                   **rejection.details())
+
+
+def _http_problem(error: HTTPException) -> Problem:
+    status = error.code or 500
+    name = error.name or "Error"
+    headers = {"Allow": error.response.headers["Allow"]} if (
+        error.response is not None and "Allow" in error.response.headers
+    ) else None
+    slug = name.lower().replace(" ", "-")
+    return Problem(status, slug, name, error.description or name, headers=headers)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every error leaves as problem+json; no traceback ever reaches a client."""
+
+    @app.errorhandler(Problem)
+    def _problem(error: Problem) -> Response:
+        return error.to_response()
+
+    @app.errorhandler(PedidoRejeitado)
+    def _rejection(error: PedidoRejeitado) -> Response:
+        return rejection_problem(error).to_response()
+
+    @app.errorhandler(Overloaded)
+    def _overloaded(error: Overloaded) -> Response:
+        return Problem(
+            503, "sobrecarga", "Service overloaded",
+            "Too many orders are waiting; try again shortly.",
+            headers={"Retry-After": str(error.retry_after)},
+        ).to_response()
+
+    @app.errorhandler(RetriesExhausted)
+    def _exhausted(error: RetriesExhausted) -> Response:
+        return Problem(
+            503, "conflito-transitorio", "Transient database conflict",
+            f"{error}; nothing was persisted, the order can be sent again.",
+            headers={"Retry-After": "1"},
+        ).to_response()
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def _database_unavailable(error: Exception) -> Response:
+        log.warning("database unavailable: %s", error)
+        return Problem(
+            503, "banco-indisponivel", "Database unavailable",
+            "The database is unreachable or saturated; try again shortly.",
+            headers={"Retry-After": "5"},
+        ).to_response()
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        return _http_problem(error).to_response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return Problem(
+            500, "erro-interno", "Internal error",
+            "The server failed to handle the request. The failure was logged.",
+        ).to_response()

@@ -1,0 +1,262 @@
+"""The order processor: a bounded pool that runs each order in its own transaction."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pedidos.config import ExecutorKind
+from pedidos.service import PedidoRejeitado, PedidoRequest, PedidoResult, place_pedido
+from pedidos.service import random_pedido_request as _random_request
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[Session, PedidoRequest], PedidoResult]
+
+# MariaDB/MySQL errors after which the whole transaction is retried from fresh reads:
+# 1213 deadlock, 1205 lock wait timeout (rolls back only the statement, so we roll back the
+# rest), 1020 record changed since last read (innodb_snapshot_isolation), and lost
+# connections (2006 gone away, 2013 lost during query, 2055 lost at handshake).
+RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205, 1020, 2006, 2013, 2055})
+BACKOFF_BASE_SECONDS = 0.005
+BACKOFF_CAP_SECONDS = 0.25
+
+
+class Overloaded(Exception):
+    """The processor is full; the caller should come back after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class RetriesExhausted(Exception):
+    """A transient database error persisted through every retry."""
+
+    def __init__(self, code: str, attempts: int) -> None:
+        super().__init__(code, attempts)
+        self.code = code
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        return f"transient database error {self.code} persisted after {self.attempts} attempts"
+
+
+def retry_code(error: DBAPIError) -> str | None:
+    """The label under which `error` is retried, or None when retrying cannot help."""
+    if error.connection_invalidated:
+        return "connection_lost"
+    args = getattr(error.orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in RETRYABLE_MYSQL_ERRORS:
+        return str(args[0])
+    # SQLite's busy timeout expired while another writer held the database.
+    if "database is locked" in str(error.orig):
+        return "sqlite_busy"
+    return None
+
+
+def backoff_seconds(attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, so that colliding retries spread out."""
+    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one task produced: a committed order or a rejection, and the retries it took."""
+
+    result: PedidoResult | None
+    rejection: PedidoRejeitado | None
+    retries: tuple[str, ...]
+
+
+def run_order(
+    sessions: sessionmaker[Session], work: Work, request: PedidoRequest | None, max_retries: int
+) -> Outcome:
+    """Run one order to its end: commit, reject, or raise after bounded retries.
+
+    `request=None` simulates an arriving order with a random cliente and produto.
+    """
+    rng = random.Random()
+    retries: list[str] = []
+    while True:
+        try:
+            with sessions.begin() as session:
+                order = request or _random_request(session, rng)
+                return Outcome(work(session, order), None, tuple(retries))
+        except PedidoRejeitado as rejection:
+            return Outcome(None, rejection, tuple(retries))
+        except DBAPIError as error:
+            code = retry_code(error)
+            if code is None:
+                raise
+            if len(retries) >= max_retries:
+                raise RetriesExhausted(code, len(retries) + 1) from error
+            retries.append(code)
+        time.sleep(backoff_seconds(len(retries), rng))
+
+
+@dataclass(frozen=True)
+class ProcessorStats:
+    """A consistent snapshot of the processor's counters."""
+
+    executor: ExecutorKind
+    workers: int
+    queue_capacity: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    overloaded: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+
+
+# State of a ProcessPoolExecutor worker: each worker process builds its own engine.
+_worker_sessions: sessionmaker[Session] | None = None
+_worker_work: Work = place_pedido
+_worker_max_retries = 0
+
+
+def _init_process_worker(database_url: str, work: Work, max_retries: int) -> None:
+    global _worker_sessions, _worker_work, _worker_max_retries
+    from pedidos.db import make_engine, make_sessions
+
+    _worker_sessions = make_sessions(make_engine(database_url, pool_size=1))
+    _worker_work = work
+    _worker_max_retries = max_retries
+
+
+def _run_in_process_worker(request: PedidoRequest | None) -> Outcome:
+    if _worker_sessions is None:
+        raise RuntimeError("process worker was not initialised")
+    return run_order(_worker_sessions, _worker_work, request, _worker_max_retries)
+
+
+class PedidoProcessor:
+    """Runs orders in parallel on a thread (or process) pool with bounded admission.
+
+    `concurrent.futures` executors queue without limit, so admission is bounded here by a
+    semaphore: at most `workers + queue_size` orders are in flight; beyond that `submit`
+    raises Overloaded instead of letting memory grow.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        workers: int,
+        queue_size: int,
+        max_retries: int,
+        work: Work = place_pedido,
+        executor: ExecutorKind = "thread",
+        database_url: str | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._work = work
+        self._max_retries = max_retries
+        self._kind: ExecutorKind = executor
+        self._workers = workers
+        self._queue_size = queue_size
+        self._slots = threading.BoundedSemaphore(workers + queue_size)
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._completed = 0
+        self._failed = 0
+        self._overloaded = 0
+        self._rejected: Counter[str] = Counter()
+        self._retries: Counter[str] = Counter()
+        self._executor: Executor
+        if executor == "process":
+            if database_url is None:
+                raise ValueError("the process executor needs the database URL")
+            # forkserver: workers never inherit the parent's pooled connections.
+            self._executor = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_init_process_worker,
+                initargs=(database_url, work, max_retries),
+            )
+        else:
+            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="pedidos-worker")
+
+    def submit(self, request: PedidoRequest | None) -> Future[PedidoResult]:
+        """Queue one order; the future yields its result or raises its rejection or error."""
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                self._overloaded += 1
+            raise Overloaded(retry_after=1)
+        with self._lock:
+            self._in_flight += 1
+        public: Future[PedidoResult] = Future()
+        try:
+            if self._kind == "process":
+                task = self._executor.submit(_run_in_process_worker, request)
+            else:
+                task = self._executor.submit(
+                    run_order, self._sessions, self._work, request, self._max_retries
+                )
+        except BaseException:
+            self._finish()
+            raise
+        task.add_done_callback(lambda done: self._settle(done, public))
+        return public
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        self._slots.release()
+
+    def _settle(self, task: Future[Outcome], public: Future[PedidoResult]) -> None:
+        error = task.exception()
+        outcome = None if error is not None else task.result()
+        with self._lock:
+            if outcome is None:
+                self._failed += 1
+                if isinstance(error, RetriesExhausted):
+                    self._retries[error.code] += error.attempts - 1
+            else:
+                self._retries.update(outcome.retries)
+                if outcome.rejection is not None:
+                    self._rejected[outcome.rejection.reason] += 1
+                else:
+                    self._completed += 1
+        self._finish()
+        if outcome is None:
+            if not isinstance(error, RetriesExhausted):
+                log.error("order failed unexpectedly", exc_info=error)
+            public.set_exception(error or RuntimeError("task ended without outcome"))
+        elif outcome.rejection is not None:
+            public.set_exception(outcome.rejection)
+        elif outcome.result is not None:
+            public.set_result(outcome.result)
+
+    def stats(self) -> ProcessorStats:
+        """Counters now; `running` is the in-flight orders that have a worker."""
+        with self._lock:
+            running = min(self._in_flight, self._workers)
+            return ProcessorStats(
+                executor=self._kind,
+                workers=self._workers,
+                queue_capacity=self._queue_size,
+                queued=self._in_flight - running,
+                running=running,
+                completed=self._completed,
+                failed=self._failed,
+                overloaded=self._overloaded,
+                rejected=dict(self._rejected),
+                retries=dict(self._retries),
+            )
+
+    def shutdown(self) -> None:
+        """Finish what was accepted, then stop the workers."""
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,231 @@
+"""Read-only queries: the order report, its summary, status totals and the catalog lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, type_coerce
+from sqlalchemy.orm import Session
+
+from pedidos.models import Cliente, ItemPedido, Money, Pedido, Produto
+from pedidos.schemas import (
+    ClienteOut,
+    ClientePage,
+    ClienteResumo,
+    DatabaseTotals,
+    ItemOut,
+    PedidoOut,
+    ProdutoOut,
+    ProdutoPage,
+    ProdutoResumo,
+    RelatorioQuery,
+    ResumoOut,
+)
+from pedidos.service import ItemResult, PedidoResult
+
+ZERO = Decimal("0.00")
+
+
+class CursorInvalido(ValueError):
+    """The pagination cursor was not one this service issued."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last order of a page, in (criado_em, id) descending order."""
+
+    criado_em: datetime
+    id: int
+
+    def encode(self) -> str:
+        raw = json.dumps([self.criado_em.isoformat(), self.id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            moment, pedido_id = json.loads(raw)
+            if not isinstance(pedido_id, int) or isinstance(pedido_id, bool):
+                raise TypeError(pedido_id)
+            return cls(datetime.fromisoformat(moment), pedido_id)
+        except (binascii.Error, ValueError, TypeError) as error:
+            raise CursorInvalido("cursor is not valid") from error
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """Compare against stored timestamps, which are naive UTC; naive input is taken as UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.cliente_id is not None:
+        conditions.append(Pedido.cliente_id == query.cliente_id)
+    if query.desde is not None:
+        conditions.append(Pedido.criado_em >= _naive_utc(query.desde))
+    if query.ate is not None:
+        conditions.append(Pedido.criado_em < _naive_utc(query.ate))
+    return conditions
+
+
+def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
+    """One page of successful orders, newest first, with their items."""
+    statement: Select[Any] = select(
+        Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em
+    ).where(*_pedido_filters(query))
+    if query.produto_id is not None:
+        statement = statement.where(
+            exists().where(
+                ItemPedido.pedido_id == Pedido.id, ItemPedido.produto_id == query.produto_id
+            )
+        )
+    if query.cursor is not None:
+        after = Cursor.decode(query.cursor)
+        statement = statement.where(
+            or_(
+                Pedido.criado_em < after.criado_em,
+                and_(Pedido.criado_em == after.criado_em, Pedido.id < after.id),
+            )
+        )
+    rows = session.execute(
+        statement.order_by(Pedido.criado_em.desc(), Pedido.id.desc()).limit(query.limit + 1)
+    ).all()
+    has_more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    itens = _itens_of(session, [row.id for row in rows])
+    page = [
+        PedidoOut.of(
+            PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
+        )
+        for row in rows
+    ]
+    next_cursor = Cursor(rows[-1].criado_em, rows[-1].id).encode() if has_more else None
+    return page, next_cursor
+
+
+def pedido_by_id(session: Session, pedido_id: int) -> PedidoOut | None:
+    """One committed order with its items, or None."""
+    row = session.execute(
+        select(Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em).where(
+            Pedido.id == pedido_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    itens = _itens_of(session, [row.id])
+    return PedidoOut.of(
+        PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
+    )
+
+
+def _itens_of(session: Session, pedido_ids: list[int]) -> dict[int, list[ItemResult]]:
+    itens: dict[int, list[ItemResult]] = defaultdict(list)
+    if not pedido_ids:
+        return itens
+    for row in session.execute(
+        select(
+            ItemPedido.pedido_id,
+            ItemPedido.produto_id,
+            ItemPedido.quantidade,
+            ItemPedido.preco_unitario,
+        )
+        .where(ItemPedido.pedido_id.in_(pedido_ids))
+        .order_by(ItemPedido.pedido_id, ItemPedido.id)
+    ):
+        itens[row.pedido_id].append(ItemResult(row.produto_id, row.quantidade, row.preco_unitario))
+    return itens
+
+
+def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
+    """Totals over the filtered orders, by SQL aggregates: orders, units, receita, top lists."""
+    receita = type_coerce(
+        func.coalesce(func.sum(ItemPedido.quantidade * ItemPedido.preco_unitario), 0), Money()
+    )
+    unidades = func.coalesce(func.sum(ItemPedido.quantidade), 0)
+    conditions = _pedido_filters(query)
+    if query.produto_id is not None:
+        conditions.append(ItemPedido.produto_id == query.produto_id)
+
+    def over_itens(*columns: Any) -> Select[Any]:
+        return select(*columns).select_from(ItemPedido).join(Pedido).where(*conditions)
+
+    totals = session.execute(
+        over_itens(func.count(func.distinct(ItemPedido.pedido_id)), unidades, receita)
+    ).one()
+    por_produto = session.execute(
+        over_itens(ItemPedido.produto_id, Produto.nome, unidades, receita.label("receita"))
+        .join(Produto, Produto.id == ItemPedido.produto_id)
+        .group_by(ItemPedido.produto_id, Produto.nome)
+        .order_by(receita.desc(), ItemPedido.produto_id)
+        .limit(query.top)
+    ).all()
+    por_cliente = session.execute(
+        over_itens(
+            Pedido.cliente_id,
+            Cliente.nome,
+            func.count(func.distinct(Pedido.id)),
+            receita.label("receita"),
+        )
+        .join(Cliente, Cliente.id == Pedido.cliente_id)
+        .group_by(Pedido.cliente_id, Cliente.nome)
+        .order_by(receita.desc(), Pedido.cliente_id)
+        .limit(query.top)
+    ).all()
+    return ResumoOut(
+        pedidos=totals[0],
+        unidades=int(totals[1]),
+        receita=totals[2],
+        por_produto=[
+            ProdutoResumo(produto_id=r[0], nome=r[1], unidades=int(r[2]), receita=r[3])
+            for r in por_produto
+        ],
+        por_cliente=[
+            ClienteResumo(cliente_id=r[0], nome=r[1], pedidos=r[2], receita=r[3])
+            for r in por_cliente
+        ],
+    )
+
+
+def database_totals(session: Session) -> DatabaseTotals:
+    """Committed orders, units sold and receita, straight from the database."""
+    pedidos, receita = session.execute(
+        select(func.count(Pedido.id), type_coerce(func.coalesce(func.sum(Pedido.total), 0), Money()))
+    ).one()
+    unidades = session.execute(select(func.coalesce(func.sum(ItemPedido.quantidade), 0))).scalar()
+    return DatabaseTotals(pedidos=pedidos, unidades=int(unidades or 0), receita=receita)
+
+
+def clientes_page(session: Session, after: int, limit: int) -> ClientePage:
+    """Clientes with their current saldo, by id."""
+    rows = session.execute(
+        select(Cliente.id, Cliente.nome, Cliente.saldo)
+        .where(Cliente.id > after)
+        .order_by(Cliente.id)
+        .limit(limit + 1)
+    ).all()
+    items = [ClienteOut(id=r.id, nome=r.nome, saldo=r.saldo) for r in rows[:limit]]
+    return ClientePage(clientes=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+def produtos_page(session: Session, after: int, limit: int) -> ProdutoPage:
+    """Produtos with their current preco and estoque, by id."""
+    rows = session.execute(
+        select(Produto.id, Produto.nome, Produto.preco, Produto.estoque)
+        .where(Produto.id > after)
+        .order_by(Produto.id)
+        .limit(limit + 1)
+    ).all()
+    items = [
+        ProdutoOut(id=r.id, nome=r.nome, preco=r.preco, estoque=r.estoque) for r in rows[:limit]
+    ]
+    return ProdutoPage(produtos=items, next_after=items[-1].id if len(rows) > limit else None)

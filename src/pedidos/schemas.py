@@ -1,0 +1,200 @@
+"""Request and response schemas: they validate the API's edges and generate its OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from pedidos.service import ItemRequest, PedidoRequest, PedidoResult
+
+MAX_ITENS = 100
+MAX_QUANTIDADE = 10_000
+MAX_ID = 2**63 - 1
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Money leaves as a decimal string ("12.30"), never as a float.
+MoneyStr = Annotated[
+    Decimal,
+    PlainSerializer(lambda v: f"{v:.2f}", return_type=str, when_used="json"),
+    Field(json_schema_extra={"type": "string", "format": "decimal", "example": "12.30"}),
+]
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Database timestamps are naive UTC; give them their zone for serialization."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class StrictInput(BaseModel):
+    """Input models: no coercion (true is not 1, 2.0 is not 2) and no unknown fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class ItemIn(StrictInput):
+    produto_id: Id
+    quantidade: Annotated[int, Field(ge=1, le=MAX_QUANTIDADE)]
+
+
+class PedidoIn(StrictInput):
+    """An order: a cliente and 1..100 items. Prices always come from the database."""
+
+    cliente_id: Id
+    itens: Annotated[list[ItemIn], Field(min_length=1, max_length=MAX_ITENS)]
+
+    def to_request(self) -> PedidoRequest:
+        return PedidoRequest(
+            self.cliente_id,
+            tuple(ItemRequest(i.produto_id, i.quantidade) for i in self.itens),
+        )
+
+
+class QueryInput(BaseModel):
+    """Query strings arrive as text, so numbers are parsed; unknown parameters are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PageQuery(QueryInput):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
+
+
+class RelatorioQuery(QueryInput):
+    cliente_id: Id | None = None
+    produto_id: Id | None = None
+    desde: datetime | None = Field(None, description="Orders created at or after (ISO 8601)")
+    ate: datetime | None = Field(None, description="Orders created before (ISO 8601)")
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, Field(max_length=200)] | None = Field(
+        None, description="Opaque cursor from the previous page's next_cursor"
+    )
+    resumo: bool = Field(True, description="Include the summary (first page only)")
+    top: Annotated[int, Field(ge=1, le=100)] = 10
+
+
+class ItemOut(BaseModel):
+    produto_id: int
+    quantidade: int
+    preco_unitario: MoneyStr
+    subtotal: MoneyStr
+
+
+class PedidoOut(BaseModel):
+    id: int
+    cliente_id: int
+    total: MoneyStr
+    criado_em: datetime
+    itens: list[ItemOut]
+
+    @classmethod
+    def of(cls, pedido: PedidoResult) -> PedidoOut:
+        return cls(
+            id=pedido.id,
+            cliente_id=pedido.cliente_id,
+            total=pedido.total,
+            criado_em=as_utc(pedido.criado_em),
+            itens=[
+                ItemOut(
+                    produto_id=i.produto_id,
+                    quantidade=i.quantidade,
+                    preco_unitario=i.preco_unitario,
+                    subtotal=i.subtotal,
+                )
+                for i in pedido.itens
+            ],
+        )
+
+
+class ProdutoResumo(BaseModel):
+    produto_id: int
+    nome: str
+    unidades: int
+    receita: MoneyStr
+
+
+class ClienteResumo(BaseModel):
+    cliente_id: int
+    nome: str
+    pedidos: int
+    receita: MoneyStr
+
+
+class ResumoOut(BaseModel):
+    pedidos: int
+    unidades: int
+    receita: MoneyStr
+    por_produto: list[ProdutoResumo] = Field(description="Top produtos by receita")
+    por_cliente: list[ClienteResumo] = Field(description="Top clientes by receita")
+
+
+class RelatorioOut(BaseModel):
+    pedidos: list[PedidoOut]
+    next_cursor: str | None
+    resumo: ResumoOut | None
+
+
+class ClienteOut(BaseModel):
+    id: int
+    nome: str
+    saldo: MoneyStr
+
+
+class ProdutoOut(BaseModel):
+    id: int
+    nome: str
+    preco: MoneyStr
+    estoque: int
+
+
+class ClientePage(BaseModel):
+    clientes: list[ClienteOut]
+    next_after: int | None
+
+
+class ProdutoPage(BaseModel):
+    produtos: list[ProdutoOut]
+    next_after: int | None
+
+
+class ProcessorOut(BaseModel):
+    executor: str
+    workers: int
+    queue_capacity: int
+    queued: int
+    running: int
+    in_progress: int
+    completed: int
+    failed: int
+    overloaded: int
+    rejected: dict[str, int]
+    retries: dict[str, int]
+
+
+class DatabaseTotals(BaseModel):
+    pedidos: int
+    unidades: int
+    receita: MoneyStr
+
+
+class StatusOut(BaseModel):
+    processor: ProcessorOut = Field(description="This process's pool, since it started")
+    database: DatabaseTotals = Field(description="Committed orders in the database")
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details; extension members vary by type."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str

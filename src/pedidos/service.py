@@ -1,0 +1,220 @@
+"""The order transaction: lock, re-check, debit, insert — all or nothing."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from pedidos.models import CENT, Cliente, ItemPedido, Pedido, Produto
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    produto_id: int
+    quantidade: int
+
+
+@dataclass(frozen=True)
+class PedidoRequest:
+    """A validated order as the client asked for it; prices are never part of it."""
+
+    cliente_id: int
+    itens: tuple[ItemRequest, ...]
+
+    def merged_itens(self) -> list[ItemRequest]:
+        """One line per produto, in ascending produto id: the lock order."""
+        totals: Counter[int] = Counter()
+        for item in self.itens:
+            totals[item.produto_id] += item.quantidade
+        return [ItemRequest(produto_id, q) for produto_id, q in sorted(totals.items())]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    produto_id: int
+    quantidade: int
+    preco_unitario: Decimal
+
+    @property
+    def subtotal(self) -> Decimal:
+        return (self.preco_unitario * self.quantidade).quantize(CENT)
+
+
+@dataclass(frozen=True)
+class PedidoResult:
+    """A committed order, built inside its transaction so it never touches a live ORM object."""
+
+    id: int
+    cliente_id: int
+    total: Decimal
+    criado_em: datetime
+    itens: tuple[ItemResult, ...]
+
+
+class PedidoRejeitado(Exception):
+    """Base of the business rejections: never retried, nothing persisted."""
+
+    reason: str = "rejeitado"
+
+    def details(self) -> dict[str, Any]:
+        """The facts behind the rejection, JSON-ready (money as decimal strings)."""
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in vars(self).items()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their facts, not a message: rebuild them from state (process pool).
+        return (_rebuild_rejection, (type(self), self.args, vars(self)))
+
+
+def _rebuild_rejection(
+    cls: type[PedidoRejeitado], args: tuple[Any, ...], state: dict[str, Any]
+) -> PedidoRejeitado:
+    rejection = cls.__new__(cls)
+    rejection.args = args
+    rejection.__dict__.update(state)
+    return rejection
+
+
+class ClienteNaoEncontrado(PedidoRejeitado):
+    reason = "cliente_nao_encontrado"
+
+    def __init__(self, cliente_id: int) -> None:
+        super().__init__(f"cliente {cliente_id} does not exist")
+        self.cliente_id = cliente_id
+
+
+class ProdutoNaoEncontrado(PedidoRejeitado):
+    reason = "produto_nao_encontrado"
+
+    def __init__(self, produto_ids: list[int]) -> None:
+        super().__init__(f"produto(s) {', '.join(map(str, produto_ids))} do not exist")
+        self.produto_ids = produto_ids
+
+
+class EstoqueInsuficiente(PedidoRejeitado):
+    reason = "estoque_insuficiente"
+
+    def __init__(self, produto_id: int, disponivel: int, pedido: int) -> None:
+        super().__init__(
+            f"produto {produto_id} has estoque {disponivel}, the order asks for {pedido}"
+        )
+        self.produto_id = produto_id
+        self.disponivel = disponivel
+        self.pedido = pedido
+
+
+class SaldoInsuficiente(PedidoRejeitado):
+    reason = "saldo_insuficiente"
+
+    def __init__(self, cliente_id: int, saldo: Decimal, total: Decimal) -> None:
+        super().__init__(f"cliente {cliente_id} has saldo {saldo}, the order costs {total}")
+        self.cliente_id = cliente_id
+        self.saldo = saldo
+        self.total = total
+
+
+class NadaParaSimular(PedidoRejeitado):
+    reason = "sem_dados"
+
+    def __init__(self) -> None:
+        super().__init__("there are no clientes or no produtos to simulate an order with")
+
+
+def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
+    """Run one order inside the caller's open transaction; raise PedidoRejeitado to reject.
+
+    Lock order, the same in every transaction so that no two can wait on each other in a
+    cycle: produtos by ascending id, then the cliente. Parent rows are updated before the
+    child rows are inserted, so the foreign-key checks of the inserts never need to upgrade
+    a shared lock.
+    """
+    itens = request.merged_itens()
+    produto_ids = [item.produto_id for item in itens]
+    locked = session.execute(
+        select(Produto.id, Produto.preco, Produto.estoque)
+        .where(Produto.id.in_(produto_ids))
+        .order_by(Produto.id)
+        .with_for_update()
+    ).all()
+    produtos = {row.id: row for row in locked}
+    missing = [produto_id for produto_id in produto_ids if produto_id not in produtos]
+    if missing:
+        raise ProdutoNaoEncontrado(missing)
+    for item in itens:
+        estoque = produtos[item.produto_id].estoque
+        if estoque < item.quantidade:
+            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
+
+    results = tuple(
+        ItemResult(item.produto_id, item.quantidade, produtos[item.produto_id].preco)
+        for item in itens
+    )
+    total = sum((result.subtotal for result in results), Decimal("0.00"))
+
+    saldo = session.execute(
+        select(Cliente.saldo).where(Cliente.id == request.cliente_id).with_for_update()
+    ).scalar_one_or_none()
+    if saldo is None:
+        raise ClienteNaoEncontrado(request.cliente_id)
+    if saldo < total:
+        raise SaldoInsuficiente(request.cliente_id, saldo, total)
+
+    for item in itens:
+        session.execute(
+            update(Produto)
+            .where(Produto.id == item.produto_id)
+            .values(estoque=Produto.estoque - item.quantidade)
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        update(Cliente)
+        .where(Cliente.id == request.cliente_id)
+        .values(saldo=Cliente.saldo - total)
+        .execution_options(synchronize_session=False)
+    )
+    criado_em = datetime.now(UTC).replace(tzinfo=None)
+    pedido_id = session.execute(
+        insert(Pedido)
+        .values(cliente_id=request.cliente_id, total=total, criado_em=criado_em)
+        .returning(Pedido.id)
+    ).scalar_one()
+    session.execute(
+        insert(ItemPedido),
+        [
+            {
+                "pedido_id": pedido_id,
+                "produto_id": r.produto_id,
+                "quantidade": r.quantidade,
+                "preco_unitario": r.preco_unitario,
+            }
+            for r in results
+        ],
+    )
+    return PedidoResult(pedido_id, request.cliente_id, total, criado_em, results)
+
+
+def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
+    """An arriving order: a random cliente buys one unit of a random produto."""
+    cliente_id = _random_id(session, Cliente.__table__, rng)  # type: ignore[arg-type]
+    produto_id = _random_id(session, Produto.__table__, rng)  # type: ignore[arg-type]
+    if cliente_id is None or produto_id is None:
+        raise NadaParaSimular()
+    return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
+
+
+def _random_id(session: Session, table: Table, rng: random.Random) -> int | None:
+    # Index-only: MIN/MAX and one range seek, fast at any size (ORDER BY RAND() sorts all rows).
+    low, high = session.execute(select(func.min(table.c.id), func.max(table.c.id))).one()
+    if low is None:
+        return None
+    pick = rng.randint(low, high)
+    found = session.execute(
+        select(table.c.id).where(table.c.id >= pick).order_by(table.c.id).limit(1)
+    ).scalar_one_or_none()
+    return int(found) if found is not None else int(low)
