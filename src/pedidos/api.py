@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from pedidos.openapi import Operation, operation
+from pedidos.problems import Problem
 from pedidos.relatorio import (
     CursorInvalido,
     clientes_page,
@@ -22,7 +23,6 @@ from pedidos.relatorio import (
     resumo,
 )
 from pedidos.runtime import Runtime
-from pedidos.problems import Problem
 from pedidos.schemas import (
     ClientePage,
     HealthOut,
@@ -58,7 +58,10 @@ def invalid(error: ValidationError, where: str) -> NoReturn:
         for e in error.errors(include_url=False, include_context=False, include_input=False)
     ]
     raise Problem(
-        422, "entrada-invalida", "Invalid input", f"The {where} failed validation.",
+        422,
+        "entrada-invalida",
+        "Invalid input",
+        f"The {where} failed validation.",
         errors=errors,
     )
 
@@ -74,7 +77,9 @@ def read_pedido_body() -> PedidoRequest | None:
         return None
     if not request.is_json:
         raise Problem(
-            415, "tipo-nao-suportado", "Unsupported media type",
+            415,
+            "tipo-nao-suportado",
+            "Unsupported media type",
             "Send the order as application/json.",
         )
     try:
@@ -109,8 +114,16 @@ def read_query(model: type[Model]) -> Model:
         ),
         body=PedidoIn,
         body_required=False,
-        responses={201: PedidoOut, 400: None, 404: None, 409: None, 413: None, 415: None,
-                   422: None, 503: None},
+        responses={
+            201: PedidoOut,
+            400: None,
+            404: None,
+            409: None,
+            413: None,
+            415: None,
+            422: None,
+            503: None,
+        },
         headers={201: ["Location"], 503: ["Retry-After"]},
     )
 )
@@ -122,7 +135,9 @@ def create_pedido() -> Response:
         result = future.result(timeout=rt.settings.request_timeout)
     except FutureTimeout:
         raise Problem(
-            503, "tempo-esgotado", "Order still processing",
+            503,
+            "tempo-esgotado",
+            "Order still processing",
             "The order did not finish in time; check GET /relatorio before sending it again.",
             headers={"Retry-After": "1"},
         ) from None
@@ -132,13 +147,18 @@ def create_pedido() -> Response:
 
 
 @api.get("/pedido/<int:pedido_id>")
-@operation(Operation(summary="One order with its items", tag="pedidos",
-                     responses={200: PedidoOut, 404: None}))
+@operation(
+    Operation(
+        summary="One order with its items", tag="pedidos", responses={200: PedidoOut, 404: None}
+    )
+)
 def get_pedido(pedido_id: int) -> Response:
     with runtime().sessions.begin() as session:
         found = pedido_by_id(session, pedido_id)
     if found is None:
-        raise Problem(404, "pedido-nao-encontrado", "Not found", f"pedido {pedido_id} does not exist")
+        raise Problem(
+            404, "pedido-nao-encontrado", "Not found", f"pedido {pedido_id} does not exist"
+        )
     return json_response(found)
 
 
@@ -159,15 +179,19 @@ def get_relatorio() -> Response:
         try:
             page, next_cursor = pedidos_page(session, query)
         except CursorInvalido:
-            raise Problem(422, "cursor-invalido", "Invalid cursor",
-                          "Use the next_cursor of a previous page.") from None
+            raise Problem(
+                422, "cursor-invalido", "Invalid cursor", "Use the next_cursor of a previous page."
+            ) from None
         summary = resumo(session, query) if query.resumo and query.cursor is None else None
     return json_response(RelatorioOut(pedidos=page, next_cursor=next_cursor, resumo=summary))
 
 
 @api.get("/status")
-@operation(Operation(summary="Processor counters and database totals", tag="status",
-                     responses={200: StatusOut}))
+@operation(
+    Operation(
+        summary="Processor counters and database totals", tag="status", responses={200: StatusOut}
+    )
+)
 def get_status() -> Response:
     rt = runtime()
     stats = rt.processor.stats()
@@ -178,8 +202,14 @@ def get_status() -> Response:
 
 
 @api.get("/clientes")
-@operation(Operation(summary="Clientes with current saldo", tag="catalogo", query=PageQuery,
-                     responses={200: ClientePage, 422: None}))
+@operation(
+    Operation(
+        summary="Clientes with current saldo",
+        tag="catalogo",
+        query=PageQuery,
+        responses={200: ClientePage, 422: None},
+    )
+)
 def list_clientes() -> Response:
     query = read_query(PageQuery)
     with runtime().sessions.begin() as session:
@@ -187,8 +217,14 @@ def list_clientes() -> Response:
 
 
 @api.get("/produtos")
-@operation(Operation(summary="Produtos with current preco and estoque", tag="catalogo",
-                     query=PageQuery, responses={200: ProdutoPage, 422: None}))
+@operation(
+    Operation(
+        summary="Produtos with current preco and estoque",
+        tag="catalogo",
+        query=PageQuery,
+        responses={200: ProdutoPage, 422: None},
+    )
+)
 def list_produtos() -> Response:
     query = read_query(PageQuery)
     with runtime().sessions.begin() as session:
@@ -202,13 +238,19 @@ def healthz() -> Response:
 
 
 @api.get("/readyz")
-@operation(Operation(summary="The database answers", tag="status",
-                     responses={200: HealthOut, 503: None}))
+@operation(
+    Operation(summary="The database answers", tag="status", responses={200: HealthOut, 503: None})
+)
 def readyz() -> Response:
     try:
         with runtime().engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
-        raise Problem(503, "banco-indisponivel", "Database unavailable",
-                      "The database did not answer.", headers={"Retry-After": "5"}) from None
+        raise Problem(
+            503,
+            "banco-indisponivel",
+            "Database unavailable",
+            "The database did not answer.",
+            headers={"Retry-After": "5"},
+        ) from None
     return json_response(HealthOut(status="ready"))

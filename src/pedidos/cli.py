@@ -45,8 +45,12 @@ def init_db() -> None:
 @cli.command("seed")
 @click.option("--clientes", default=1000, show_default=True, type=click.IntRange(0, 10_000_000))
 @click.option("--produtos", default=200, show_default=True, type=click.IntRange(0, 10_000_000))
-@click.option("--seed", "random_seed", default=None, type=int, help="Random seed (repeatable data).")
-@click.option("--reset", "wipe", is_flag=True, help="Delete all orders, clientes and produtos first.")
+@click.option(
+    "--seed", "random_seed", default=None, type=int, help="Random seed (repeatable data)."
+)
+@click.option(
+    "--reset", "wipe", is_flag=True, help="Delete all orders, clientes and produtos first."
+)
 @click.option("--if-empty", is_flag=True, help="Do nothing when clientes already exist.")
 def seed_command(
     clientes: int, produtos: int, random_seed: int | None, wipe: bool, if_empty: bool
@@ -78,7 +82,9 @@ def seed_command(
     show_default=True,
     help="Check the invariants in DATABASE_URL (the server's database, with no other traffic).",
 )
-def simulate_command(pedidos: int, concorrencia: int, url: str, timeout: float, verify: bool) -> None:
+def simulate_command(
+    pedidos: int, concorrencia: int, url: str, timeout: float, verify: bool
+) -> None:
     """Many simulated users buying at the same time over HTTP; then verify the invariants.
 
     \b
@@ -99,7 +105,9 @@ def simulate_command(pedidos: int, concorrencia: int, url: str, timeout: float, 
         + "  ".join(f"p{p}={result.percentile(p):.1f}" for p in (50, 95, 99))
         + f"  max={result.percentile(100):.1f}"
     )
-    click.echo("  outcomes    " + ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses.items())))
+    click.echo(
+        "  outcomes    " + ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses.items()))
+    )
     for reason, count in sorted(result.reasons.items()):
         click.echo(f"    {reason}: {count}")
     if not verify:

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, ItemPedido, Money, Pedido, Produto
+from pedidos.models import Cliente, ItemPedido, Pedido, Produto, money_sum
 
 CHUNK = 1000
 
@@ -29,21 +29,20 @@ class Ledger:
     totais_divergentes: int
 
 
-def _money_sum(column: object) -> object:
-    return type_coerce(func.coalesce(func.sum(column), 0), Money())
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    # Portable COUNT(*) FILTER (WHERE ...): MariaDB has no FILTER clause.
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 def take_ledger(session: Session) -> Ledger:
     """Read every total in one transaction, so that they agree with each other."""
     saldo, saldo_negativo = session.execute(
-        select(_money_sum(Cliente.saldo), func.count().filter(Cliente.saldo < 0))  # type: ignore[call-overload]
+        select(money_sum(Cliente.saldo), _count_where(Cliente.saldo < 0))
     ).one()
     estoque, estoque_negativo = session.execute(
-        select(func.coalesce(func.sum(Produto.estoque), 0), func.count().filter(Produto.estoque < 0))
+        select(func.coalesce(func.sum(Produto.estoque), 0), _count_where(Produto.estoque < 0))
     ).one()
-    pedidos, vendido = session.execute(
-        select(func.count(Pedido.id), _money_sum(Pedido.total))  # type: ignore[call-overload]
-    ).one()
+    pedidos, vendido = session.execute(select(func.count(Pedido.id), money_sum(Pedido.total))).one()
     unidades = session.execute(select(func.coalesce(func.sum(ItemPedido.quantidade), 0))).scalar()
     sem_itens = session.execute(
         select(func.count(Pedido.id)).where(
@@ -70,8 +69,8 @@ def take_ledger(session: Session) -> Ledger:
         pedidos=pedidos,
         vendido=vendido,
         unidades=int(unidades or 0),
-        saldo_negativo=saldo_negativo,
-        estoque_negativo=estoque_negativo,
+        saldo_negativo=int(saldo_negativo),
+        estoque_negativo=int(estoque_negativo),
         pedidos_sem_itens=int(sem_itens or 0),
         totais_divergentes=int(divergentes or 0),
     )

@@ -9,14 +9,17 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
     Integer,
     Numeric,
+    SQLColumnExpression,
     String,
     func,
+    type_coerce,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -48,6 +51,14 @@ class Money(TypeDecorator[Decimal]):
         if dialect.name == "sqlite":
             return (Decimal(int(value)) / 100).quantize(CENT)
         return Decimal(value).quantize(CENT)
+
+
+def money_sum(amounts: SQLColumnExpression[Any]) -> ColumnElement[Decimal]:
+    """SUM of a money expression, 0 when there are no rows, read back as Decimal.
+
+    The explicit type matters on SQLite, where the sum is in cents.
+    """
+    return type_coerce(func.coalesce(func.sum(amounts), 0), Money())
 
 
 # BIGINT ids where rows grow without bound; SQLite only autoincrements INTEGER PRIMARY KEY.

@@ -46,23 +46,23 @@ def operation(spec: Operation) -> Callable[[View], View]:
 
 def build_document(app: Flask) -> dict[str, Any]:
     """Walk the URL map: every view with an Operation becomes a path item."""
-    operations: list[tuple[str, str, Operation]] = []
+    operations: list[tuple[str, str, str, Operation]] = []
     for rule in app.url_map.iter_rules():
         spec = getattr(app.view_functions[rule.endpoint], OPENAPI_ATTRIBUTE, None)
         if spec is None:
             continue
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            operations.append((path, method.lower(), spec))
+            operations.append((path, method.lower(), rule.endpoint.split(".")[-1], spec))
 
     models: set[type[BaseModel]] = {ProblemOut}
-    for _, _, spec in operations:
+    for _, _, _, spec in operations:
         models.update(m for m in spec.responses.values() if m is not None)
         if spec.body is not None:
             models.add(spec.body)
     keyed, schemas = models_json_schema(
         [(m, "serialization") for m in sorted(models, key=lambda m: m.__name__)]
-        + ([(spec.body, "validation") for _, _, spec in operations if spec.body is not None]),
+        + ([(spec.body, "validation") for _, _, _, spec in operations if spec.body is not None]),
         ref_template=REF_TEMPLATE,
     )
 
@@ -70,11 +70,11 @@ def build_document(app: Flask) -> dict[str, Any]:
         return dict(keyed[(model, mode)])  # type: ignore[index]
 
     paths: dict[str, dict[str, Any]] = {}
-    for path, method, spec in operations:
+    for path, method, endpoint, spec in operations:
         item: dict[str, Any] = {
             "summary": spec.summary,
             "tags": [spec.tag],
-            "operationId": f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "operationId": endpoint,
             "responses": {},
         }
         if spec.description:

@@ -64,9 +64,7 @@ class Problem(Exception):
             "detail": self.detail,
             **self.extensions,
         }
-        response = Response(
-            json.dumps(body), status=self.status, mimetype=PROBLEM_MEDIA_TYPE
-        )
+        response = Response(json.dumps(body), status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
         response.headers.update(self.headers)
         return response
 
@@ -76,16 +74,16 @@ def rejection_problem(rejection: PedidoRejeitado) -> Problem:
     status = REJECTION_STATUS.get(type(rejection), 409)
     slug = rejection.reason.replace("_", "-")
     title = rejection.reason.replace("_", " ").capitalize()
-    return Problem(status, slug, title, str(rejection), reason=rejection.reason,
-                   **rejection.details())
+    return Problem(
+        status, slug, title, str(rejection), reason=rejection.reason, **rejection.details()
+    )
 
 
 def _http_problem(error: HTTPException) -> Problem:
     status = error.code or 500
     name = error.name or "Error"
-    headers = {"Allow": error.response.headers["Allow"]} if (
-        error.response is not None and "Allow" in error.response.headers
-    ) else None
+    # Keep protocol headers such as 405's Allow; the body becomes a problem document.
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     slug = name.lower().replace(" ", "-")
     return Problem(status, slug, name, error.description or name, headers=headers)
 
@@ -104,7 +102,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Overloaded)
     def _overloaded(error: Overloaded) -> Response:
         return Problem(
-            503, "sobrecarga", "Service overloaded",
+            503,
+            "sobrecarga",
+            "Service overloaded",
             "Too many orders are waiting; try again shortly.",
             headers={"Retry-After": str(error.retry_after)},
         ).to_response()
@@ -112,7 +112,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RetriesExhausted)
     def _exhausted(error: RetriesExhausted) -> Response:
         return Problem(
-            503, "conflito-transitorio", "Transient database conflict",
+            503,
+            "conflito-transitorio",
+            "Transient database conflict",
             f"{error}; nothing was persisted, the order can be sent again.",
             headers={"Retry-After": "1"},
         ).to_response()
@@ -122,7 +124,9 @@ def register_error_handlers(app: Flask) -> None:
     def _database_unavailable(error: Exception) -> Response:
         log.warning("database unavailable: %s", error)
         return Problem(
-            503, "banco-indisponivel", "Database unavailable",
+            503,
+            "banco-indisponivel",
+            "Database unavailable",
             "The database is unreachable or saturated; try again shortly.",
             headers={"Retry-After": "5"},
         ).to_response()
@@ -135,6 +139,8 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(error: Exception) -> Response:
         log.error("unhandled error", exc_info=error)
         return Problem(
-            500, "erro-interno", "Internal error",
+            500,
+            "erro-interno",
+            "Internal error",
             "The server failed to handle the request. The failure was logged.",
         ).to_response()

@@ -11,16 +11,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, ItemPedido, Money, Pedido, Produto
+from pedidos.models import Cliente, ItemPedido, Pedido, Produto, money_sum
 from pedidos.schemas import (
     ClienteOut,
     ClientePage,
     ClienteResumo,
     DatabaseTotals,
-    ItemOut,
     PedidoOut,
     ProdutoOut,
     ProdutoPage,
@@ -80,9 +79,9 @@ def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
 
 def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
     """One page of successful orders, newest first, with their items."""
-    statement: Select[Any] = select(
-        Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em
-    ).where(*_pedido_filters(query))
+    statement = select(Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em).where(
+        *_pedido_filters(query)
+    )
     if query.produto_id is not None:
         statement = statement.where(
             exists().where(
@@ -148,9 +147,7 @@ def _itens_of(session: Session, pedido_ids: list[int]) -> dict[int, list[ItemRes
 
 def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
     """Totals over the filtered orders, by SQL aggregates: orders, units, receita, top lists."""
-    receita = type_coerce(
-        func.coalesce(func.sum(ItemPedido.quantidade * ItemPedido.preco_unitario), 0), Money()
-    )
+    receita = money_sum(ItemPedido.quantidade * ItemPedido.preco_unitario)
     unidades = func.coalesce(func.sum(ItemPedido.quantidade), 0)
     conditions = _pedido_filters(query)
     if query.produto_id is not None:
@@ -198,9 +195,7 @@ def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
 
 def database_totals(session: Session) -> DatabaseTotals:
     """Committed orders, units sold and receita, straight from the database."""
-    pedidos, receita = session.execute(
-        select(func.count(Pedido.id), type_coerce(func.coalesce(func.sum(Pedido.total), 0), Money()))
-    ).one()
+    pedidos, receita = session.execute(select(func.count(Pedido.id), money_sum(Pedido.total))).one()
     unidades = session.execute(select(func.coalesce(func.sum(ItemPedido.quantidade), 0))).scalar()
     return DatabaseTotals(pedidos=pedidos, unidades=int(unidades or 0), receita=receita)
 

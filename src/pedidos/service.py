@@ -126,13 +126,27 @@ class NadaParaSimular(PedidoRejeitado):
         super().__init__("there are no clientes or no produtos to simulate an order with")
 
 
+@dataclass(frozen=True)
+class PedidoPlan:
+    """An order checked under its row locks: what to debit and what to record."""
+
+    cliente_id: int
+    itens: tuple[ItemResult, ...]
+    total: Decimal
+
+
 def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
-    """Run one order inside the caller's open transaction; raise PedidoRejeitado to reject.
+    """Run one order inside the caller's open transaction; raise PedidoRejeitado to reject."""
+    plan = lock_and_check(session, request)
+    debit(session, plan)
+    return record(session, plan)
+
+
+def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
+    """Lock the order's rows and check estoque and saldo under the locks.
 
     Lock order, the same in every transaction so that no two can wait on each other in a
-    cycle: produtos by ascending id, then the cliente. Parent rows are updated before the
-    child rows are inserted, so the foreign-key checks of the inserts never need to upgrade
-    a shared lock.
+    cycle: produtos by ascending id, then the cliente.
     """
     itens = request.merged_itens()
     produto_ids = [item.produto_id for item in itens]
@@ -164,8 +178,13 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
         raise ClienteNaoEncontrado(request.cliente_id)
     if saldo < total:
         raise SaldoInsuficiente(request.cliente_id, saldo, total)
+    return PedidoPlan(request.cliente_id, results, total)
 
-    for item in itens:
+
+def debit(session: Session, plan: PedidoPlan) -> None:
+    """Take the stock and the money. Parent rows are updated before the child rows are
+    inserted, so the inserts' foreign-key checks never need to upgrade a shared lock."""
+    for item in plan.itens:
         session.execute(
             update(Produto)
             .where(Produto.id == item.produto_id)
@@ -174,14 +193,18 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
         )
     session.execute(
         update(Cliente)
-        .where(Cliente.id == request.cliente_id)
-        .values(saldo=Cliente.saldo - total)
+        .where(Cliente.id == plan.cliente_id)
+        .values(saldo=Cliente.saldo - plan.total)
         .execution_options(synchronize_session=False)
     )
+
+
+def record(session: Session, plan: PedidoPlan) -> PedidoResult:
+    """Insert the pedido and its items; return the order as committed data."""
     criado_em = datetime.now(UTC).replace(tzinfo=None)
     pedido_id = session.execute(
         insert(Pedido)
-        .values(cliente_id=request.cliente_id, total=total, criado_em=criado_em)
+        .values(cliente_id=plan.cliente_id, total=plan.total, criado_em=criado_em)
         .returning(Pedido.id)
     ).scalar_one()
     session.execute(
@@ -189,14 +212,14 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
         [
             {
                 "pedido_id": pedido_id,
-                "produto_id": r.produto_id,
-                "quantidade": r.quantidade,
-                "preco_unitario": r.preco_unitario,
+                "produto_id": item.produto_id,
+                "quantidade": item.quantidade,
+                "preco_unitario": item.preco_unitario,
             }
-            for r in results
+            for item in plan.itens
         ],
     )
-    return PedidoResult(pedido_id, request.cliente_id, total, criado_em, results)
+    return PedidoResult(pedido_id, plan.cliente_id, plan.total, criado_em, plan.itens)
 
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:

@@ -43,9 +43,7 @@ def upgrade() -> None:
         sa.Column("criado_em", Timestamp, server_default=sa.func.now(), nullable=False),
     )
     op.create_index("ix_pedidos_criado_em_id", "pedidos", ["criado_em", "id"])
-    op.create_index(
-        "ix_pedidos_cliente_criado_em_id", "pedidos", ["cliente_id", "criado_em", "id"]
-    )
+    op.create_index("ix_pedidos_cliente_criado_em_id", "pedidos", ["cliente_id", "criado_em", "id"])
     op.create_table(
         "itens_pedido",
         sa.Column("id", BigId, primary_key=True),

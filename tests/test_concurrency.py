@@ -1,0 +1,275 @@
+"""Real threads racing on real MariaDB (and SQLite): money and stock stay exact."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from decimal import Decimal
+from typing import TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from pedidos.invariants import missing_pedidos, violations
+from pedidos.models import Cliente, Produto
+from pedidos.processor import PedidoProcessor
+from pedidos.service import (
+    EstoqueInsuficiente,
+    ItemRequest,
+    ItemResult,
+    PedidoPlan,
+    PedidoRejeitado,
+    PedidoRequest,
+    PedidoResult,
+    SaldoInsuficiente,
+    debit,
+    lock_and_check,
+    place_pedido,
+    record,
+)
+from tests.conftest import Store
+
+T = TypeVar("T")
+MakeProcessor = Callable[..., PedidoProcessor]
+
+
+def release_together(count: int, action: Callable[[int], T]) -> list[T | BaseException]:
+    """Run action(0..count-1) on `count` threads released at once by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> T | BaseException:
+        barrier.wait()
+        try:
+            return action(index)
+        except BaseException as error:
+            return error
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def submit_together(
+    processor: PedidoProcessor, requests: list[PedidoRequest]
+) -> list[PedidoResult | BaseException]:
+    """Submit every request from its own thread at the same instant; wait for all outcomes."""
+    futures: list[Future[PedidoResult]] = [
+        f
+        for f in release_together(len(requests), lambda i: processor.submit(requests[i]))
+        if isinstance(f, Future)
+    ]
+    assert len(futures) == len(requests)
+    outcomes: list[PedidoResult | BaseException] = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(timeout=60))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def one_unit(cliente_id: int, produto_id: int) -> PedidoRequest:
+    return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
+
+
+def test_many_mixed_orders_keep_every_invariant(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    rng = random.Random(11)
+    clientes = [store.cliente(f"{rng.randint(20, 300)}.{rng.randint(0, 99):02d}") for _ in range(6)]
+    produtos = [
+        store.produto(f"{rng.randint(1, 40)}.{rng.randint(0, 99):02d}", 8) for _ in range(5)
+    ]
+    requests = [
+        PedidoRequest(
+            rng.choice(clientes),
+            tuple(
+                ItemRequest(p, rng.randint(1, 3)) for p in rng.sample(produtos, rng.randint(1, 3))
+            ),
+        )
+        for _ in range(48)
+    ]
+    before = store.ledger()
+
+    outcomes = submit_together(make_processor(workers=16), requests)
+
+    committed = [o for o in outcomes if isinstance(o, PedidoResult)]
+    rejected = [o for o in outcomes if isinstance(o, PedidoRejeitado)]
+    assert len(committed) + len(rejected) == len(requests), outcomes
+    assert committed and rejected  # the scenario is sized to produce both
+    after = store.ledger()
+    assert violations(before, after) == []
+    # Fully committed or fully absent: exactly the acknowledged orders, each with all its items.
+    assert after.pedidos - before.pedidos == len(committed)
+    assert after.unidades - before.unidades == sum(i.quantidade for o in committed for i in o.itens)
+    assert after.vendido - before.vendido == sum((o.total for o in committed), Decimal(0))
+    with store.sessions.begin() as session:
+        assert missing_pedidos(session, [o.id for o in committed]) == []
+
+
+def test_scarce_stock_sells_exactly_what_exists(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    produto = store.produto("1.00", 10)
+    clientes = [store.cliente("100.00") for _ in range(40)]
+
+    outcomes = submit_together(make_processor(workers=20), [one_unit(c, produto) for c in clientes])
+
+    kinds = Counter(type(o).__name__ for o in outcomes)
+    assert kinds == {"PedidoResult": 10, "EstoqueInsuficiente": 30}
+    assert store.estoque(produto) == 0
+    assert store.ledger().unidades == 10
+
+
+def test_poor_cliente_never_goes_negative(store: Store, make_processor: MakeProcessor) -> None:
+    cliente = store.cliente("50.00")
+    produto = store.produto("10.00", 1000)
+
+    outcomes = submit_together(make_processor(workers=20), [one_unit(cliente, produto)] * 30)
+
+    assert sum(isinstance(o, PedidoResult) for o in outcomes) == 5
+    assert sum(isinstance(o, SaldoInsuficiente) for o in outcomes) == 25
+    assert store.saldo(cliente) == Decimal("0.00")
+    assert store.estoque(produto) == 995
+
+
+def test_failure_between_debit_and_insert_leaves_nothing_behind(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    victim = store.cliente("500.00")
+    others = [store.cliente("500.00") for _ in range(3)]
+    produto = store.produto("2.50", 1000)
+
+    def crash_after_debit(session: Session, request: PedidoRequest) -> PedidoResult:
+        plan: PedidoPlan = lock_and_check(session, request)
+        debit(session, plan)
+        if plan.cliente_id == victim:
+            raise RuntimeError("injected crash between the debit and the insert")
+        return record(session, plan)
+
+    requests = [one_unit(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
+    before = store.ledger()
+
+    outcomes = submit_together(make_processor(work=crash_after_debit), requests)
+
+    crashed = [o for o in outcomes if isinstance(o, RuntimeError)]
+    committed = [o for o in outcomes if isinstance(o, PedidoResult)]
+    assert (len(crashed), len(committed)) == (6, 18)
+    assert store.saldo(victim) == Decimal("500.00")
+    assert store.estoque(produto) == 1000 - 18
+    after = store.ledger()
+    assert violations(before, after) == []
+    assert after.pedidos == 18
+    with store.sessions.begin() as session:
+        assert missing_pedidos(session, [o.id for o in committed]) == []
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_opposite_lock_orders_deadlock_and_are_retried(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    a = store.produto("1.00", 1000)
+    b = store.produto("1.00", 1000)
+    clientes = [store.cliente("1000.00") for _ in range(20)]
+
+    def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:
+        # Deliberately ignores the global lock order, holding one row while asking for the next.
+        for item in request.itens:
+            session.execute(
+                select(Produto.id).where(Produto.id == item.produto_id).with_for_update()
+            )
+            time.sleep(0.02)
+        return place_pedido(session, request)
+
+    requests = [
+        PedidoRequest(c, (ItemRequest(a, 1), ItemRequest(b, 1))[:: 1 if i % 2 else -1])
+        for i, c in enumerate(clientes)
+    ]
+    processor = make_processor(work=lock_in_request_order, workers=20, max_retries=50)
+
+    outcomes = submit_together(processor, requests)
+
+    assert all(isinstance(o, PedidoResult) for o in outcomes), outcomes
+    stats = processor.stats()
+    assert stats.retries.get("1213", 0) >= 1, stats
+    assert (stats.completed, stats.failed) == (20, 0)
+    assert (store.estoque(a), store.estoque(b)) == (980, 980)
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_negative_control_the_checker_catches_a_naive_read_modify_write(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    produto = store.produto("1.00", 10)
+    clientes = [store.cliente("100.00") for _ in range(40)]
+
+    def naive(session: Session, request: PedidoRequest) -> PedidoResult:
+        # Reads without locks, thinks, then writes absolute values: the classic lost update.
+        item = request.itens[0]
+        estoque, preco = session.execute(
+            select(Produto.estoque, Produto.preco).where(Produto.id == item.produto_id)
+        ).one()
+        saldo = session.execute(
+            select(Cliente.saldo).where(Cliente.id == request.cliente_id)
+        ).scalar_one()
+        if estoque < item.quantidade:
+            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
+        time.sleep(0.01)
+        session.execute(
+            update(Produto)
+            .where(Produto.id == item.produto_id)
+            .values(estoque=estoque - item.quantidade)
+        )
+        session.execute(
+            update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - preco)
+        )
+        line = ItemResult(item.produto_id, item.quantidade, preco)
+        return record(session, PedidoPlan(request.cliente_id, (line,), line.subtotal))
+
+    before = store.ledger()
+    outcomes = submit_together(
+        make_processor(work=naive, workers=20), [one_unit(c, produto) for c in clientes]
+    )
+
+    sold = sum(isinstance(o, PedidoResult) for o in outcomes)
+    found = violations(before, store.ledger())
+    assert sold > 10, "the naive function did not oversell: the harness saw no race"
+    assert any(line.startswith("stock not conserved") for line in found), found
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_concurrent_http_orders_keep_every_invariant(store: Store, live_server: str) -> None:
+    produtos = [store.produto("7.90", 6) for _ in range(3)]
+    clientes = [store.cliente("40.00") for _ in range(8)]
+    rng = random.Random(5)
+    bodies = [
+        {
+            "cliente_id": rng.choice(clientes),
+            "itens": [
+                {"produto_id": p, "quantidade": rng.randint(1, 2)} for p in rng.sample(produtos, 2)
+            ],
+        }
+        for _ in range(32)
+    ]
+    before = store.ledger()
+
+    with httpx.Client(base_url=live_server, timeout=60) as client:
+        responses = release_together(len(bodies), lambda i: client.post("/pedido", json=bodies[i]))
+
+    statuses = Counter(r.status_code for r in responses if isinstance(r, httpx.Response))
+    assert sum(statuses.values()) == len(bodies), responses
+    assert set(statuses) <= {201, 409}, statuses
+    assert statuses[201] > 0 and statuses[409] > 0
+    acknowledged = [
+        r.json()["id"] for r in responses if isinstance(r, httpx.Response) and r.status_code == 201
+    ]
+    after = store.ledger()
+    assert violations(before, after) == []
+    assert after.pedidos == len(acknowledged)
+    with store.sessions.begin() as session:
+        assert missing_pedidos(session, acknowledged) == []
