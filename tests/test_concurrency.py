@@ -14,7 +14,7 @@ from typing import TypeVar
 import httpx
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Cliente, Produto

@@ -1,0 +1,112 @@
+"""The processor: which errors it retries, how it counts, and the process-pool mode."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from decimal import Decimal
+
+import pymysql
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pedidos.processor import (
+    BACKOFF_CAP_SECONDS,
+    PedidoProcessor,
+    RetriesExhausted,
+    backoff_seconds,
+    retry_code,
+)
+from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
+from tests.conftest import Store
+
+MakeProcessor = Callable[..., PedidoProcessor]
+
+
+def mysql_error(code: int, invalidated: bool = False) -> OperationalError:
+    return OperationalError(
+        "UPDATE ...",
+        {},
+        pymysql.err.OperationalError(code, "x"),
+        connection_invalidated=invalidated,
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "label"),
+    [
+        (mysql_error(1213), "1213"),
+        (mysql_error(1205), "1205"),
+        (mysql_error(1020), "1020"),
+        (mysql_error(2013), "2013"),
+        (mysql_error(2006, invalidated=True), "connection_lost"),
+        (mysql_error(1064), None),  # syntax error: retrying cannot help
+        (mysql_error(1062), None),  # duplicate key
+        (OperationalError("x", {}, Exception("database is locked")), "sqlite_busy"),
+    ],
+)
+def test_only_transient_errors_are_retried(error: OperationalError, label: str | None) -> None:
+    assert retry_code(error) == label
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    rng = random.Random(1)
+    delays = [backoff_seconds(attempt, rng) for attempt in range(1, 30)]
+    assert all(0 <= d <= BACKOFF_CAP_SECONDS for d in delays)
+    assert len(set(delays)) == len(delays)
+
+
+def test_persistent_deadlock_fails_after_bounded_retries(
+    store: Store, make_processor: MakeProcessor
+) -> None:
+    cliente = store.cliente("10.00")
+    produto = store.produto("1.00", 5)
+    attempts: list[int] = []
+
+    def always_deadlocks(session: Session, request: PedidoRequest) -> PedidoResult:
+        place_pedido(session, request)
+        attempts.append(1)
+        raise mysql_error(1213)
+
+    processor = make_processor(work=always_deadlocks, max_retries=3)
+    future = processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),)))
+
+    with pytest.raises(RetriesExhausted) as failure:
+        future.result(timeout=30)
+    assert (failure.value.code, failure.value.attempts, len(attempts)) == ("1213", 4, 4)
+    stats = processor.stats()
+    assert (stats.failed, stats.completed, stats.retries) == (1, 0, {"1213": 3})
+    assert (store.saldo(cliente), store.estoque(produto)) == (Decimal("10.00"), 5)  # every attempt rolled back
+
+
+def test_process_pool_runs_orders_with_its_own_engines(
+    sessions: sessionmaker[Session], store: Store, database_url: str
+) -> None:
+    cliente = store.cliente("100.00")
+    produto = store.produto("3.00", 10)
+    processor = PedidoProcessor(
+        sessions,
+        workers=2,
+        queue_size=16,
+        max_retries=3,
+        executor="process",
+        database_url=database_url,
+    )
+    try:
+        futures = [
+            processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),))) for _ in range(12)
+        ]
+        outcomes: list[PedidoResult | Exception] = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=60))
+            except Exception as error:
+                outcomes.append(error)
+    finally:
+        processor.shutdown()
+
+    assert sum(isinstance(o, PedidoResult) for o in outcomes) == 10
+    assert processor.stats().rejected == {"estoque_insuficiente": 2}
+    assert store.estoque(produto) == 0
+    assert store.saldo(cliente) == Decimal("70.00")
