@@ -77,7 +77,10 @@ def test_persistent_deadlock_fails_after_bounded_retries(
     assert (failure.value.code, failure.value.attempts, len(attempts)) == ("1213", 4, 4)
     stats = processor.stats()
     assert (stats.failed, stats.completed, stats.retries) == (1, 0, {"1213": 3})
-    assert (store.saldo(cliente), store.estoque(produto)) == (Decimal("10.00"), 5)  # every attempt rolled back
+    assert (store.saldo(cliente), store.estoque(produto)) == (
+        Decimal("10.00"),
+        5,
+    )  # every attempt rolled back
 
 
 def test_process_pool_runs_orders_with_its_own_engines(
