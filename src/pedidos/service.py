@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pedidos.models import CENT, Cliente, ItemPedido, Pedido, Produto
 
@@ -224,20 +224,22 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
     """An arriving order: a random cliente buys one unit of a random produto."""
-    cliente_id = _random_id(session, Cliente.__table__, rng)  # type: ignore[arg-type]
-    produto_id = _random_id(session, Produto.__table__, rng)  # type: ignore[arg-type]
+    cliente_id = _random_id(session, Cliente.id, rng)
+    produto_id = _random_id(session, Produto.id, rng)
     if cliente_id is None or produto_id is None:
         raise NadaParaSimular()
     return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
 
 
-def _random_id(session: Session, table: Table, rng: random.Random) -> int | None:
+def _random_id(
+    session: Session, id_column: InstrumentedAttribute[int], rng: random.Random
+) -> int | None:
     # Index-only: MIN/MAX and one range seek, fast at any size (ORDER BY RAND() sorts all rows).
-    low, high = session.execute(select(func.min(table.c.id), func.max(table.c.id))).one()
+    low, high = session.execute(select(func.min(id_column), func.max(id_column))).one()
     if low is None:
         return None
     pick = rng.randint(low, high)
     found = session.execute(
-        select(table.c.id).where(table.c.id >= pick).order_by(table.c.id).limit(1)
+        select(id_column).where(id_column >= pick).order_by(id_column).limit(1)
     ).scalar_one_or_none()
-    return int(found) if found is not None else int(low)
+    return found if found is not None else low
