@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,7 @@ from pedidos.invariants import Ledger, take_ledger
 from pedidos.models import Cliente, ItemPedido, Pedido, Produto
 from pedidos.processor import PedidoProcessor, Work
 from pedidos.runtime import Runtime
-from pedidos.service import place_pedido
+from pedidos.service import PedidoResult, place_pedido
 
 MARIADB_URL = os.environ.get(
     "PEDIDOS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/pedidos_test?charset=utf8mb4"
@@ -138,6 +139,17 @@ class Store:
 @pytest.fixture
 def store(sessions: sessionmaker[Session]) -> Store:
     return Store(sessions)
+
+
+def outcomes_of(futures: list[Future[PedidoResult]]) -> list[PedidoResult | Exception]:
+    """Wait for every order: its result, or the rejection or error it raised."""
+    outcomes: list[PedidoResult | Exception] = []
+    for future in futures:
+        try:
+            outcomes.append(future.result(timeout=60))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from pedidos.service import (
     place_pedido,
     record,
 )
-from tests.conftest import Store
+from tests.conftest import Store, outcomes_of
 
 T = TypeVar("T")
 MakeProcessor = Callable[..., PedidoProcessor]
@@ -56,7 +56,7 @@ def release_together(count: int, action: Callable[[int], T]) -> list[T | BaseExc
 
 def submit_together(
     processor: PedidoProcessor, requests: list[PedidoRequest]
-) -> list[PedidoResult | BaseException]:
+) -> list[PedidoResult | Exception]:
     """Submit every request from its own thread at the same instant; wait for all outcomes."""
     futures: list[Future[PedidoResult]] = [
         f
@@ -64,13 +64,7 @@ def submit_together(
         if isinstance(f, Future)
     ]
     assert len(futures) == len(requests)
-    outcomes: list[PedidoResult | BaseException] = []
-    for future in futures:
-        try:
-            outcomes.append(future.result(timeout=60))
-        except Exception as error:
-            outcomes.append(error)
-    return outcomes
+    return outcomes_of(futures)
 
 
 def one_unit(cliente_id: int, produto_id: int) -> PedidoRequest:

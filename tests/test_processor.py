@@ -19,7 +19,7 @@ from pedidos.processor import (
     retry_code,
 )
 from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
-from tests.conftest import Store
+from tests.conftest import Store, outcomes_of
 
 MakeProcessor = Callable[..., PedidoProcessor]
 
@@ -100,12 +100,7 @@ def test_process_pool_runs_orders_with_its_own_engines(
         futures = [
             processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),))) for _ in range(12)
         ]
-        outcomes: list[PedidoResult | Exception] = []
-        for future in futures:
-            try:
-                outcomes.append(future.result(timeout=60))
-            except Exception as error:
-                outcomes.append(error)
+        outcomes = outcomes_of(futures)
     finally:
         processor.shutdown()
 

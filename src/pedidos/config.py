@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 ExecutorKind = Literal["thread", "process"]
 
@@ -16,29 +16,20 @@ class SettingsError(ValueError):
     """A configuration value is missing or malformed."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
+Number = TypeVar("Number", int, float)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+def _number(env: Mapping[str, str], name: str, default: Number, minimum: Number) -> Number:
+    raw = env.get(name, "")
+    if raw == "":
         return default
     try:
-        value = float(raw)
+        value = type(default)(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise SettingsError(f"{name} must be > 0, got {raw!r}")
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise SettingsError(f"{name} must be >= {minimum}, got {raw!r}")
     return value
 
 
@@ -72,9 +63,9 @@ class Settings:
             raise SettingsError(f"PEDIDOS_EXECUTOR must be 'thread' or 'process', got {executor!r}")
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
-            workers=_int(env, "PEDIDOS_WORKERS", cls.workers),
-            queue_size=_int(env, "PEDIDOS_QUEUE_SIZE", cls.queue_size),
+            workers=_number(env, "PEDIDOS_WORKERS", cls.workers, 1),
+            queue_size=_number(env, "PEDIDOS_QUEUE_SIZE", cls.queue_size, 1),
             executor="process" if executor == "process" else "thread",
-            max_retries=_int(env, "PEDIDOS_MAX_RETRIES", cls.max_retries, minimum=0),
-            request_timeout=_float(env, "PEDIDOS_REQUEST_TIMEOUT", cls.request_timeout),
+            max_retries=_number(env, "PEDIDOS_MAX_RETRIES", cls.max_retries, 0),
+            request_timeout=_number(env, "PEDIDOS_REQUEST_TIMEOUT", cls.request_timeout, 0.001),
         )
