@@ -6,6 +6,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -182,12 +183,20 @@ def app(engine: Engine, database_url: str) -> Iterator[Flask]:
     runtime.close()
 
 
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[str]:
-    """The app behind a real threaded HTTP server on a free loopback port."""
+@contextmanager
+def serving(app: Flask) -> Iterator[str]:
+    """Serve `app` with a real threaded HTTP server on a free loopback port; yield its URL."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    with serving(app) as url:
+        yield url

@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pedidos.app import create_app
+from pedidos.config import Settings
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Cliente, Produto
 from pedidos.processor import PedidoProcessor
@@ -33,7 +35,7 @@ from pedidos.service import (
     place_pedido,
     record,
 )
-from tests.conftest import Store, outcomes_of
+from tests.conftest import Store, outcomes_of, serving
 
 T = TypeVar("T")
 MakeProcessor = Callable[..., PedidoProcessor]
@@ -163,6 +165,22 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
         assert missing_pedidos(session, [o.id for o in committed]) == []
 
 
+def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:
+    """Deliberately ignores the global lock order, holding one row while asking for the next."""
+    for item in request.itens:
+        session.execute(select(Produto.id).where(Produto.id == item.produto_id).with_for_update())
+        time.sleep(0.02)
+    return place_pedido(session, request)
+
+
+def crossing_orders(clientes: list[int], a: int, b: int) -> list[PedidoRequest]:
+    """Half the orders ask for a then b, the other half for b then a."""
+    return [
+        PedidoRequest(c, (ItemRequest(a, 1), ItemRequest(b, 1))[:: 1 if i % 2 else -1])
+        for i, c in enumerate(clientes)
+    ]
+
+
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 def test_opposite_lock_orders_deadlock_and_are_retried(
     store: Store, make_processor: MakeProcessor
@@ -170,29 +188,44 @@ def test_opposite_lock_orders_deadlock_and_are_retried(
     a = store.produto("1.00", 1000)
     b = store.produto("1.00", 1000)
     clientes = [store.cliente("1000.00") for _ in range(20)]
-
-    def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:
-        # Deliberately ignores the global lock order, holding one row while asking for the next.
-        for item in request.itens:
-            session.execute(
-                select(Produto.id).where(Produto.id == item.produto_id).with_for_update()
-            )
-            time.sleep(0.02)
-        return place_pedido(session, request)
-
-    requests = [
-        PedidoRequest(c, (ItemRequest(a, 1), ItemRequest(b, 1))[:: 1 if i % 2 else -1])
-        for i, c in enumerate(clientes)
-    ]
     processor = make_processor(work=lock_in_request_order, workers=20, max_retries=50)
 
-    outcomes = submit_together(processor, requests)
+    outcomes = submit_together(processor, crossing_orders(clientes, a, b))
 
     assert all(isinstance(o, PedidoResult) for o in outcomes), outcomes
     stats = processor.stats()
     assert stats.retries.get("1213", 0) >= 1, stats
     assert (stats.completed, stats.failed) == (20, 0)
     assert (store.estoque(a), store.estoque(b)) == (980, 980)
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_deadlocks_behind_http_are_retried_not_500(store: Store, database_url: str) -> None:
+    a = store.produto("1.00", 1000)
+    b = store.produto("1.00", 1000)
+    clientes = [store.cliente("1000.00") for _ in range(20)]
+    bodies = [
+        {
+            "cliente_id": r.cliente_id,
+            "itens": [{"produto_id": i.produto_id, "quantidade": 1} for i in r.itens],
+        }
+        for r in crossing_orders(clientes, a, b)
+    ]
+    settings = Settings(database_url=database_url, workers=20, max_retries=50)
+    app = create_app(settings, work=lock_in_request_order)
+    try:
+        with serving(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+            responses = release_together(
+                len(bodies), lambda i: client.post("/pedido", json=bodies[i])
+            )
+            status = client.get("/status").json()
+    finally:
+        app.extensions["pedidos"].close()
+
+    codes = [r.status_code if isinstance(r, httpx.Response) else r for r in responses]
+    assert codes == [201] * 20
+    assert status["processor"]["retries"].get("1213", 0) >= 1, status
+    assert status["processor"]["completed"] == 20
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
