@@ -58,7 +58,8 @@ def test_post_pedido_creates_the_order(client: FlaskClient, store: Store) -> Non
         {"produto_id": produto, "quantidade": 2, "preco_unitario": "19.90", "subtotal": "39.80"}
     ]
     assert body["criado_em"].endswith("Z")
-    assert client.get(f"/pedido/{body['id']}").get_json() == body
+    found = client.get(f"/pedido/{body['id']}").get_json()
+    assert (found["estado"], found["pedido"], found["rejeicao"]) == ("CONCLUIDO", body, None)
     assert store.saldo(cliente) == Decimal("60.20")
 
 
@@ -315,7 +316,13 @@ def test_status_reports_pool_and_database(client: FlaskClient, history: dict[str
     assert processor["rejected"] == {"produto_nao_encontrado": 1}
     assert processor["in_progress"] == processor["queued"] + processor["running"] == 0
     assert (processor["workers"], processor["queue_capacity"]) == (8, 64)
-    assert status["database"] == {"pedidos": 5, "unidades": 13, "receita": "77.50"}
+    assert status["accepting"] is True
+    assert status["database"] == {
+        "por_estado": {"RECEBIDO": 0, "PROCESSANDO": 0, "CONCLUIDO": 5, "REJEITADO": 0, "ERRO": 0},
+        "pedidos": 5,
+        "unidades": 13,
+        "receita": "77.50",
+    }
 
 
 def test_catalog_lists_paginate(client: FlaskClient, store: Store) -> None:

@@ -256,7 +256,8 @@ def test_negative_control_the_checker_catches_a_naive_read_modify_write(
             update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - preco)
         )
         line = ItemResult(item.produto_id, item.quantidade, preco)
-        return record(session, PedidoPlan(request.cliente_id, (line,), line.subtotal))
+        plan = PedidoPlan(request.cliente_id, (line,), line.subtotal, None, request.to_payload())
+        return record(session, plan)
 
     before = store.ledger()
     outcomes = submit_together(

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
-from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
-from flask import Blueprint, Response, current_app, request, url_for
-from pydantic import BaseModel, ValidationError
+from flask import Blueprint, Response, current_app
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from pedidos.http_input import read_idempotency_key, read_pedido_body, read_prefer, read_query
+from pedidos.intake import run_direct, run_recorded
+from pedidos.models import Estado
 from pedidos.openapi import Operation, operation
 from pedidos.problems import Problem
 from pedidos.relatorio import (
     CursorInvalido,
     clientes_page,
-    database_totals,
-    pedido_by_id,
+    pedido_result,
     pedidos_page,
     produtos_page,
     resumo,
@@ -25,6 +25,7 @@ from pedidos.relatorio import (
 from pedidos.runtime import Runtime
 from pedidos.schemas import (
     ClientePage,
+    DatabaseTotals,
     HealthOut,
     PageQuery,
     PedidoIn,
@@ -33,13 +34,14 @@ from pedidos.schemas import (
     ProdutoPage,
     RelatorioOut,
     RelatorioQuery,
+    SolicitacaoOut,
     StatusOut,
 )
-from pedidos.service import PedidoRequest
+from pedidos.service import PedidoResult
+from pedidos.solicitacoes import find
+from pedidos.tallies import read_totals
 
 api = Blueprint("api", __name__)
-
-Model = TypeVar("Model", bound=BaseModel)
 
 
 def runtime() -> Runtime:
@@ -52,54 +54,37 @@ def json_response(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
 
 
-def invalid(error: ValidationError, where: str) -> NoReturn:
-    errors = [
-        {"field": ".".join(str(part) for part in e["loc"]) or where, "message": e["msg"]}
-        for e in error.errors(include_url=False, include_context=False, include_input=False)
-    ]
-    raise Problem(
-        422,
-        "entrada-invalida",
-        "Invalid input",
-        f"The {where} failed validation.",
-        errors=errors,
+def _created(result: PedidoResult) -> Response:
+    response = json_response(PedidoOut.of(result), 201)
+    response.headers["Location"] = f"/pedido/{result.id}"
+    return response
+
+
+def _accepted(solicitacao_id: int, respond_async: bool) -> Response:
+    response = json_response(_solicitacao_out(solicitacao_id), 202)
+    response.headers["Location"] = f"/pedido/{solicitacao_id}"
+    if respond_async:
+        response.headers["Preference-Applied"] = "respond-async"
+    return response
+
+
+def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
+    with runtime().sessions.begin() as session:
+        stored = find(session, solicitacao_id)
+        if stored is None:
+            raise Problem(
+                404, "pedido-nao-encontrado", "Not found", f"pedido {solicitacao_id} does not exist"
+            )
+        result = pedido_result(session, stored.id) if stored.estado is Estado.CONCLUIDO else None
+    return SolicitacaoOut(
+        id=stored.id,
+        estado=stored.estado.value,
+        tentativas=stored.tentativas,
+        criado_em=stored.criado_em,
+        atualizado_em=stored.atualizado_em,
+        pedido=PedidoOut.of(result) if result is not None else None,
+        rejeicao=stored.motivo,
     )
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def read_pedido_body() -> PedidoRequest | None:
-    """The order in the body, or None for an empty body (simulate an arriving order)."""
-    data = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
-    if not data.strip():
-        return None
-    if not request.is_json:
-        raise Problem(
-            415,
-            "tipo-nao-suportado",
-            "Unsupported media type",
-            "Send the order as application/json.",
-        )
-    try:
-        payload = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        # RecursionError: pathologically deep nesting; ValueError covers bad UTF-8 and NaN.
-        raise Problem(
-            400, "json-malformado", "Malformed JSON", f"The body is not valid JSON: {error}"[:300]
-        ) from None
-    try:
-        return PedidoIn.model_validate(payload).to_request()
-    except ValidationError as error:
-        invalid(error, "body")
-
-
-def read_query(model: type[Model]) -> Model:
-    try:
-        return model.model_validate(request.args.to_dict())
-    except ValidationError as error:
-        invalid(error, "query string")
 
 
 @api.post("/pedido")
@@ -110,12 +95,16 @@ def read_query(model: type[Model]) -> Model:
         description=(
             "Runs the order as one transaction on the worker pool and waits for its outcome. "
             "An empty body simulates an arriving order: a random cliente buys one unit of a "
-            "random produto."
+            "random produto. With `Prefer: respond-async` the request is recorded durably and "
+            "answered 202 (add `wait=N` to wait up to N seconds for the outcome). With an "
+            "`Idempotency-Key` it is recorded durably too, and a retry with the same key and "
+            "body replays the first outcome instead of ordering twice."
         ),
         body=PedidoIn,
         body_required=False,
         responses={
             201: PedidoOut,
+            202: SolicitacaoOut,
             400: None,
             404: None,
             409: None,
@@ -124,42 +113,42 @@ def read_query(model: type[Model]) -> Model:
             422: None,
             503: None,
         },
-        headers={201: ["Location"], 503: ["Retry-After"]},
+        headers={201: ["Location"], 202: ["Location"], 503: ["Retry-After"]},
     )
 )
 def create_pedido() -> Response:
-    order = read_pedido_body()
     rt = runtime()
-    future = rt.processor.submit(order)
-    try:
-        result = future.result(timeout=rt.settings.request_timeout)
-    except FutureTimeout:
+    if not rt.accepting:
         raise Problem(
             503,
-            "tempo-esgotado",
-            "Order still processing",
-            "The order did not finish in time; check GET /relatorio before sending it again.",
-            headers={"Retry-After": "1"},
-        ) from None
-    response = json_response(PedidoOut.of(result), 201)
-    response.headers["Location"] = url_for("api.get_pedido", pedido_id=result.id)
-    return response
+            "desligando",
+            "Shutting down",
+            "This instance is shutting down; send the order again.",
+            headers={"Retry-After": "2"},
+        )
+    order = read_pedido_body()
+    prefer = read_prefer()
+    chave = read_idempotency_key()
+    if chave is None and not prefer.respond_async:
+        return _created(run_direct(rt, order))
+    limit = rt.settings.request_timeout
+    wait = min(prefer.wait or 0.0, limit) if prefer.respond_async else limit
+    outcome = run_recorded(rt, order, chave, wait)
+    if isinstance(outcome, int):
+        return _accepted(outcome, prefer.respond_async)
+    return _created(outcome)
 
 
 @api.get("/pedido/<int:pedido_id>")
 @operation(
     Operation(
-        summary="One order with its items", tag="pedidos", responses={200: PedidoOut, 404: None}
+        summary="An order request: its state, and its order or rejection once settled",
+        tag="pedidos",
+        responses={200: SolicitacaoOut, 404: None},
     )
 )
 def get_pedido(pedido_id: int) -> Response:
-    with runtime().sessions.begin() as session:
-        found = pedido_by_id(session, pedido_id)
-    if found is None:
-        raise Problem(
-            404, "pedido-nao-encontrado", "Not found", f"pedido {pedido_id} does not exist"
-        )
-    return json_response(found)
+    return json_response(_solicitacao_out(pedido_id))
 
 
 @api.get("/relatorio")
@@ -196,9 +185,15 @@ def get_status() -> Response:
     rt = runtime()
     stats = rt.processor.stats()
     with rt.sessions.begin() as session:
-        totals = database_totals(session)
+        totals = read_totals(session)
     processor: dict[str, Any] = {**vars(stats), "in_progress": stats.queued + stats.running}
-    return json_response(StatusOut(processor=ProcessorOut(**processor), database=totals))
+    return json_response(
+        StatusOut(
+            accepting=rt.accepting,
+            processor=ProcessorOut(**processor),
+            database=DatabaseTotals(**vars(totals)),
+        )
+    )
 
 
 @api.get("/clientes")
@@ -242,6 +237,14 @@ def healthz() -> Response:
     Operation(summary="The database answers", tag="status", responses={200: HealthOut, 503: None})
 )
 def readyz() -> Response:
+    if not runtime().accepting:
+        raise Problem(
+            503,
+            "desligando",
+            "Shutting down",
+            "This instance is draining.",
+            headers={"Retry-After": "2"},
+        )
     try:
         with runtime().engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+from datetime import timedelta
 
 from flask import Flask
 
@@ -12,6 +13,7 @@ from pedidos.db import make_engine, make_sessions
 from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor, Work
+from pedidos.recovery import Recovery
 from pedidos.runtime import Runtime
 from pedidos.service import place_pedido
 
@@ -23,7 +25,11 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    engine = make_engine(settings.database_url, pool_size=settings.pool_size)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.pool_size,
+        lock_wait_timeout=settings.lock_wait_timeout,
+    )
     sessions = make_sessions(engine)
     processor = PedidoProcessor(
         sessions,
@@ -35,8 +41,20 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         database_url=settings.database_url,
     )
     runtime = Runtime(settings, engine, sessions, processor)
+    if settings.recovery_interval > 0:
+        runtime.recovery = Recovery(
+            sessions,
+            processor,
+            interval=settings.recovery_interval,
+            lease=timedelta(seconds=settings.lease_seconds),
+            max_attempts=settings.max_attempts,
+        )
+        runtime.recovery.start()
     app.extensions["pedidos"] = runtime
     atexit.register(runtime.close)
+    # Counted so that a drain can wait for responses still on their way out.
+    app.before_request(runtime.request_started)
+    app.teardown_request(lambda _error: runtime.request_finished())
 
     app.register_blueprint(api)
     app.register_blueprint(docs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 ExecutorKind = Literal["thread", "process"]
+Environment = Literal["development", "production"]
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/pedidos.sqlite3"
 
@@ -33,6 +34,13 @@ def _number(env: Mapping[str, str], name: str, default: Number, minimum: Number)
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, "") or allowed[0]
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be tuned with; see the README's Configuration table."""
@@ -43,29 +51,42 @@ class Settings:
     executor: ExecutorKind = "thread"
     max_retries: int = 5
     request_timeout: float = 30.0
-    max_items: int = 100
-    max_quantidade: int = 10_000
     max_body_bytes: int = 64 * 1024
-    page_size: int = 50
-    max_page_size: int = 200
+    environment: Environment = "development"
+    idempotency_ttl_hours: float = 24.0
+    lease_seconds: float = 30.0
+    recovery_interval: float = 5.0
+    max_attempts: int = 10
+    lock_wait_timeout: int = 10
 
     @property
     def pool_size(self) -> int:
         """Connections: one per worker plus a few for request threads (reports, status)."""
         return self.workers + 4
 
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from PEDIDOS_* variables and DATABASE_URL."""
         env = os.environ if env is None else env
-        executor = env.get("PEDIDOS_EXECUTOR", "thread") or "thread"
-        if executor not in ("thread", "process"):
-            raise SettingsError(f"PEDIDOS_EXECUTOR must be 'thread' or 'process', got {executor!r}")
+        executor = _choice(env, "PEDIDOS_EXECUTOR", ("thread", "process"))
+        environment = _choice(env, "PEDIDOS_ENV", ("development", "production"))
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             workers=_number(env, "PEDIDOS_WORKERS", cls.workers, 1),
             queue_size=_number(env, "PEDIDOS_QUEUE_SIZE", cls.queue_size, 1),
             executor="process" if executor == "process" else "thread",
+            environment="production" if environment == "production" else "development",
             max_retries=_number(env, "PEDIDOS_MAX_RETRIES", cls.max_retries, 0),
             request_timeout=_number(env, "PEDIDOS_REQUEST_TIMEOUT", cls.request_timeout, 0.001),
+            idempotency_ttl_hours=_number(
+                env, "PEDIDOS_IDEMPOTENCY_TTL_HOURS", cls.idempotency_ttl_hours, 0.001
+            ),
+            lease_seconds=_number(env, "PEDIDOS_LEASE_SECONDS", cls.lease_seconds, 0.1),
+            recovery_interval=_number(env, "PEDIDOS_RECOVERY_INTERVAL", cls.recovery_interval, 0.0),
+            max_attempts=_number(env, "PEDIDOS_MAX_ATTEMPTS", cls.max_attempts, 1),
+            lock_wait_timeout=_number(env, "PEDIDOS_LOCK_WAIT_TIMEOUT", cls.lock_wait_timeout, 1),
         )

@@ -16,12 +16,12 @@ POOL_RECYCLE_SECONDS = 1800
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
-def make_engine(database_url: str, pool_size: int = 8) -> Engine:
+def make_engine(database_url: str, pool_size: int = 8, lock_wait_timeout: int = 10) -> Engine:
     """Build the process's one Engine, tuned for the database behind the URL."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(database_url, pool_size)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         # A mis-sized pool should show up as a pool timeout, not as hidden extra connections.
@@ -30,6 +30,16 @@ def make_engine(database_url: str, pool_size: int = 8) -> Engine:
         pool_pre_ping=True,
         pool_recycle=POOL_RECYCLE_SECONDS,
     )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A short lock wait turns a stuck lock into error 1205, which is retried, instead of
+        # holding a worker for InnoDB's default 50 s.
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_timeout)}")
+        cursor.close()
+
+    return engine
 
 
 def _make_sqlite_engine(database_url: str, pool_size: int) -> Engine:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     SQLColumnExpression,
     String,
+    Text,
     func,
     type_coerce,
 )
@@ -29,15 +31,19 @@ CENT = Decimal("0.01")
 
 
 class Money(TypeDecorator[Decimal]):
-    """DECIMAL(12,2) on real databases; integer cents on SQLite, which has no exact decimal."""
+    """DECIMAL(p,2) on real databases; integer cents on SQLite, which has no exact decimal."""
 
     impl = Numeric(12, 2)
     cache_ok = True
 
+    def __init__(self, precision: int = 12) -> None:
+        super().__init__()
+        self.precision = precision
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
-        return dialect.type_descriptor(Numeric(12, 2, asdecimal=True))
+        return dialect.type_descriptor(Numeric(self.precision, 2, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
@@ -93,6 +99,57 @@ class Produto(Base):
     estoque: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
+class Estado(StrEnum):
+    """Life of an order request: RECEBIDO -> PROCESSANDO -> CONCLUIDO | REJEITADO | ERRO."""
+
+    RECEBIDO = "RECEBIDO"
+    PROCESSANDO = "PROCESSANDO"
+    CONCLUIDO = "CONCLUIDO"
+    REJEITADO = "REJEITADO"
+    ERRO = "ERRO"
+
+
+PENDENTES = (Estado.RECEBIDO, Estado.PROCESSANDO)
+
+
+class Solicitacao(Base):
+    """Every order request that was recorded: the durable (async or keyed) ones and every
+    committed order. A committed pedido has the same id as its solicitacao."""
+
+    __tablename__ = "solicitacoes"
+    __table_args__ = (
+        # Recovery claims pending requests whose deadline passed; status counts them.
+        Index("ix_solicitacoes_estado_prazo", "estado", "prazo"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chave: Mapped[str | None] = mapped_column(String(255), unique=True)
+    impressao: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str | None] = mapped_column(Text)
+    estado: Mapped[str] = mapped_column(String(12), server_default=Estado.RECEBIDO.value)
+    motivo: Mapped[str | None] = mapped_column(Text)
+    tentativas: Mapped[int] = mapped_column(Integer, server_default="0")
+    prazo: Mapped[datetime | None] = mapped_column(Timestamp)
+    criado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    atualizado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+
+
+SHARDS = 16
+
+
+class Contador(Base):
+    """Running totals, split over SHARDS rows so that concurrent orders rarely share a lock."""
+
+    __tablename__ = "contadores"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    concluidos: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rejeitados: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    erros: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unidades: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    receita: Mapped[Decimal] = mapped_column(Money(18), server_default="0")
+
+
 class Pedido(Base):
     __tablename__ = "pedidos"
     __table_args__ = (
@@ -101,7 +158,7 @@ class Pedido(Base):
         Index("ix_pedidos_cliente_criado_em_id", "cliente_id", "criado_em", "id"),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(ForeignKey("solicitacoes.id"), primary_key=True)
     cliente_id: Mapped[int] = mapped_column(ForeignKey("clientes.id"))
     total: Mapped[Decimal] = mapped_column(Money)
     criado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

@@ -10,7 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from pedidos.processor import Overloaded, RetriesExhausted
+from pedidos.processor import CommitIndeterminado, Overloaded, RetriesExhausted, ShuttingDown
 from pedidos.service import (
     ClienteNaoEncontrado,
     EstoqueInsuficiente,
@@ -19,6 +19,7 @@ from pedidos.service import (
     ProdutoNaoEncontrado,
     SaldoInsuficiente,
 )
+from pedidos.solicitacoes import ProcessamentoFalhou
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,34 @@ def register_error_handlers(app: Flask) -> None:
             "Transient database conflict",
             f"{error}; nothing was persisted, the order can be sent again.",
             headers={"Retry-After": "1"},
+        ).to_response()
+
+    @app.errorhandler(ShuttingDown)
+    def _shutting_down(_error: ShuttingDown) -> Response:
+        return Problem(
+            503,
+            "desligando",
+            "Shutting down",
+            "This instance is shutting down; send the order again.",
+            headers={"Retry-After": "2"},
+        ).to_response()
+
+    @app.errorhandler(CommitIndeterminado)
+    def _indeterminate(error: CommitIndeterminado) -> Response:
+        return Problem(
+            503,
+            "resultado-incerto",
+            "Outcome not known yet",
+            "The database connection dropped while the order was committing. "
+            f"GET /pedido/{error.solicitacao_id} tells whether it was committed.",
+            headers={"Retry-After": "2", "Location": f"/pedido/{error.solicitacao_id}"},
+            solicitacao_id=error.solicitacao_id,
+        ).to_response()
+
+    @app.errorhandler(ProcessamentoFalhou)
+    def _failed(error: ProcessamentoFalhou) -> Response:
+        return Problem(
+            500, "processamento-falhou", "Order failed", f"{error}. Nothing was persisted."
         ).to_response()
 
     @app.errorhandler(OperationalError)

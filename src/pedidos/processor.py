@@ -10,14 +10,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos import solicitacoes
 from pedidos.config import ExecutorKind
-from pedidos.service import PedidoRejeitado, PedidoRequest, PedidoResult, place_pedido
-from pedidos.service import random_pedido_request as _random_request
+from pedidos.models import Estado
+from pedidos.service import (
+    PedidoRejeitado,
+    PedidoRequest,
+    PedidoResult,
+    place_pedido,
+    random_pedido_request,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,10 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    """The processor was shut down and takes no more orders."""
 
 
 class RetriesExhausted(Exception):
@@ -71,30 +82,50 @@ def backoff_seconds(attempt: int, rng: random.Random) -> float:
 
 
 @dataclass(frozen=True)
+class Durable:
+    """An order recorded first as a solicitacao: run it by id, exactly once."""
+
+    solicitacao_id: int
+
+
+# What a task runs: an order, None for a random order, or a recorded request.
+Job = PedidoRequest | Durable | None
+
+
+class CommitIndeterminado(Exception):
+    """The connection dropped during COMMIT and the outcome could not be read back yet."""
+
+    def __init__(self, solicitacao_id: int) -> None:
+        super().__init__(solicitacao_id)
+        self.solicitacao_id = solicitacao_id
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one task produced: a committed order or a rejection, and the retries it took."""
 
     result: PedidoResult | None
     rejection: PedidoRejeitado | None
-    retries: tuple[str, ...]
+    retries: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settled: PedidoResult | PedidoRejeitado) -> Outcome:
+        if isinstance(settled, PedidoRejeitado):
+            return cls(None, settled)
+        return cls(settled, None)
 
 
-def run_order(
-    sessions: sessionmaker[Session], work: Work, request: PedidoRequest | None, max_retries: int
-) -> Outcome:
-    """Run one order to its end: commit, reject, or raise after bounded retries.
-
-    `request=None` simulates an arriving order with a random cliente and produto.
-    """
+def run_order(sessions: sessionmaker[Session], work: Work, job: Job, max_retries: int) -> Outcome:
+    """Run one order to its end: commit, reject, or raise after bounded retries."""
     rng = random.Random()
     retries: list[str] = []
     while True:
         try:
-            with sessions.begin() as session:
-                order = request or _random_request(session, rng)
-                return Outcome(work(session, order), None, tuple(retries))
-        except PedidoRejeitado as rejection:
-            return Outcome(None, rejection, tuple(retries))
+            if isinstance(job, Durable):
+                outcome = _run_recorded(sessions, work, job.solicitacao_id)
+            else:
+                outcome = _run_direct(sessions, work, job, rng)
+            return replace(outcome, retries=tuple(retries))
         except DBAPIError as error:
             code = retry_code(error)
             if code is None:
@@ -103,6 +134,53 @@ def run_order(
                 raise RetriesExhausted(code, len(retries) + 1) from error
             retries.append(code)
         time.sleep(backoff_seconds(len(retries), rng))
+
+
+def _run_direct(
+    sessions: sessionmaker[Session], work: Work, request: PedidoRequest | None, rng: random.Random
+) -> Outcome:
+    result: PedidoResult | None = None
+    try:
+        with sessions.begin() as session:
+            result = work(session, request or random_pedido_request(session, rng))
+    except PedidoRejeitado as rejection:
+        return Outcome(None, rejection)
+    except DBAPIError:
+        if result is None:
+            raise  # failed before COMMIT: nothing persisted, safe to retry
+        if _committed(sessions, result.id, rng):
+            return Outcome(result, None)
+        raise
+    return Outcome(result, None)
+
+
+def _committed(sessions: sessionmaker[Session], solicitacao_id: int, rng: random.Random) -> bool:
+    """After COMMIT failed: did it land? The request row commits with the order, so look."""
+    for attempt in range(1, 6):
+        try:
+            with sessions.begin() as session:
+                return solicitacoes.find(session, solicitacao_id) is not None
+        except DBAPIError:
+            time.sleep(backoff_seconds(attempt, rng) + 0.1 * attempt)
+    raise CommitIndeterminado(solicitacao_id)
+
+
+def _run_recorded(sessions: sessionmaker[Session], work: Work, solicitacao_id: int) -> Outcome:
+    try:
+        with sessions.begin() as session:
+            pending = solicitacoes.lock_pending(session, solicitacao_id)
+            if isinstance(pending, solicitacoes.Stored):
+                return Outcome.of(solicitacoes.outcome_of(session, pending))
+            return Outcome(work(session, pending), None)
+    except PedidoRejeitado as rejection:
+        # The order rolled back; record the rejection, unless someone settled it meanwhile.
+        with sessions.begin() as session:
+            settled = solicitacoes.settle(
+                session, solicitacao_id, Estado.REJEITADO, rejection.motivo()
+            )
+            if settled is not None:
+                return Outcome.of(solicitacoes.outcome_of(session, settled))
+        return Outcome(None, rejection)
 
 
 @dataclass(frozen=True)
@@ -136,10 +214,10 @@ def _init_process_worker(database_url: str, work: Work, max_retries: int) -> Non
     _worker_max_retries = max_retries
 
 
-def _run_in_process_worker(request: PedidoRequest | None) -> Outcome:
+def _run_in_process_worker(job: Job) -> Outcome:
     if _worker_sessions is None:
         raise RuntimeError("process worker was not initialised")
-    return run_order(_worker_sessions, _worker_work, request, _worker_max_retries)
+    return run_order(_worker_sessions, _worker_work, job, _worker_max_retries)
 
 
 class PedidoProcessor:
@@ -189,7 +267,12 @@ class PedidoProcessor:
         else:
             self._executor = ThreadPoolExecutor(workers, thread_name_prefix="pedidos-worker")
 
-    def submit(self, request: PedidoRequest | None) -> Future[PedidoResult]:
+    def free_slots(self) -> int:
+        """How many more orders would be admitted right now."""
+        with self._lock:
+            return self._workers + self._queue_size - self._in_flight
+
+    def submit(self, job: Job) -> Future[PedidoResult]:
         """Queue one order; the future yields its result or raises its rejection or error."""
         if not self._slots.acquire(blocking=False):
             with self._lock:
@@ -200,11 +283,15 @@ class PedidoProcessor:
         public: Future[PedidoResult] = Future()
         try:
             if self._kind == "process":
-                task = self._executor.submit(_run_in_process_worker, request)
+                task = self._executor.submit(_run_in_process_worker, job)
             else:
                 task = self._executor.submit(
-                    run_order, self._sessions, self._work, request, self._max_retries
+                    run_order, self._sessions, self._work, job, self._max_retries
                 )
+        except RuntimeError:
+            # The executor refuses new work once shut down (draining for exit).
+            self._finish()
+            raise ShuttingDown() from None
         except BaseException:
             self._finish()
             raise

@@ -19,7 +19,6 @@ from pedidos.schemas import (
     ClienteOut,
     ClientePage,
     ClienteResumo,
-    DatabaseTotals,
     PedidoOut,
     ProdutoOut,
     ProdutoPage,
@@ -112,7 +111,7 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
     return page, next_cursor
 
 
-def pedido_by_id(session: Session, pedido_id: int) -> PedidoOut | None:
+def pedido_result(session: Session, pedido_id: int) -> PedidoResult | None:
     """One committed order with its items, or None."""
     row = session.execute(
         select(Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em).where(
@@ -122,9 +121,7 @@ def pedido_by_id(session: Session, pedido_id: int) -> PedidoOut | None:
     if row is None:
         return None
     itens = _itens_of(session, [row.id])
-    return PedidoOut.of(
-        PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
-    )
+    return PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
 
 
 def _itens_of(session: Session, pedido_ids: list[int]) -> dict[int, list[ItemResult]]:
@@ -191,13 +188,6 @@ def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
             for r in por_cliente
         ],
     )
-
-
-def database_totals(session: Session) -> DatabaseTotals:
-    """Committed orders, units sold and receita, straight from the database."""
-    pedidos, receita = session.execute(select(func.count(Pedido.id), money_sum(Pedido.total))).one()
-    unidades = session.execute(select(func.coalesce(func.sum(ItemPedido.quantidade), 0))).scalar()
-    return DatabaseTotals(pedidos=pedidos, unidades=int(unidades or 0), receita=receita)
 
 
 def clientes_page(session: Session, after: int, limit: int) -> ClientePage:

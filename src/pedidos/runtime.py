@@ -1,24 +1,63 @@
-"""What one running app owns: settings, the engine, its session factory and the processor."""
+"""What one running app owns: settings, the engine, its sessions, processor and recovery."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
 from pedidos.processor import PedidoProcessor
+from pedidos.recovery import Recovery
 
 
-@dataclass(frozen=True)
+@dataclass
 class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
     processor: PedidoProcessor
+    recovery: Recovery | None = None
+    accepting: bool = True
+    _requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    def request_started(self) -> None:
+        with self._lock:
+            self._requests += 1
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._requests -= 1
+
+    def drain(self, timeout: float) -> None:
+        """Stop accepting orders, finish those accepted, and let their responses go out.
+
+        Durable requests still pending are not lost: they stay in the database and recovery
+        runs them on the next start (or on another instance).
+        """
+        self.accepting = False
+        if self.recovery is not None:
+            self.recovery.stop()
+        self.processor.shutdown()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._requests <= 0:
+                    return
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Finish accepted orders, then release every database connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self.accepting = False
+        if self.recovery is not None:
+            self.recovery.stop()
         self.processor.shutdown()
         self.engine.dispose()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from pedidos.service import ItemRequest, PedidoRequest, PedidoResult
 
@@ -26,6 +26,10 @@ MoneyStr = Annotated[
 def as_utc(moment: datetime) -> datetime:
     """Database timestamps are naive UTC; give them their zone for serialization."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# Timestamps leave as ISO 8601 with their zone ("...Z"), never as naive local-looking times.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class StrictInput(BaseModel):
@@ -87,7 +91,7 @@ class PedidoOut(BaseModel):
     id: int
     cliente_id: int
     total: MoneyStr
-    criado_em: datetime
+    criado_em: UtcDatetime
     itens: list[ItemOut]
 
     @classmethod
@@ -96,7 +100,7 @@ class PedidoOut(BaseModel):
             id=pedido.id,
             cliente_id=pedido.cliente_id,
             total=pedido.total,
-            criado_em=as_utc(pedido.criado_em),
+            criado_em=pedido.criado_em,
             itens=[
                 ItemOut(
                     produto_id=i.produto_id,
@@ -175,14 +179,31 @@ class ProcessorOut(BaseModel):
 
 
 class DatabaseTotals(BaseModel):
+    por_estado: dict[str, int] = Field(
+        description="Requests by state. RECEBIDO/PROCESSANDO: pending now; CONCLUIDO: every "
+        "committed order; REJEITADO/ERRO: requests recorded durably (async or keyed)"
+    )
     pedidos: int
     unidades: int
     receita: MoneyStr
 
 
 class StatusOut(BaseModel):
+    accepting: bool = Field(description="False while this process drains for shutdown")
     processor: ProcessorOut = Field(description="This process's pool, since it started")
-    database: DatabaseTotals = Field(description="Committed orders in the database")
+    database: DatabaseTotals = Field(description="Every instance sharing the database")
+
+
+class SolicitacaoOut(BaseModel):
+    """An order request: its state, and once settled the order or why it was rejected."""
+
+    id: int
+    estado: str = Field(description="RECEBIDO, PROCESSANDO, CONCLUIDO, REJEITADO or ERRO")
+    tentativas: int
+    criado_em: UtcDatetime
+    atualizado_em: UtcDatetime
+    pedido: PedidoOut | None = Field(description="The committed order (CONCLUIDO)")
+    rejeicao: dict[str, Any] | None = Field(description="Why it was rejected or failed")
 
 
 class HealthOut(BaseModel):

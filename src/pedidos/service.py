@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from pedidos.models import CENT, Cliente, ItemPedido, Pedido, Produto
+from pedidos.models import CENT, Cliente, Estado, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.tallies import count_outcome
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,19 @@ class PedidoRequest:
 
     cliente_id: int
     itens: tuple[ItemRequest, ...]
+    # Set when the order was first recorded durably: the transaction then completes that row.
+    solicitacao_id: int | None = None
+
+    def to_payload(self) -> str:
+        """Canonical JSON of what was asked: stored, and hashed for idempotency checks."""
+        itens = [[i.produto_id, i.quantidade] for i in self.itens]
+        return json.dumps({"cliente_id": self.cliente_id, "itens": itens}, separators=(",", ":"))
+
+    @classmethod
+    def from_payload(cls, payload: str, solicitacao_id: int) -> PedidoRequest:
+        data = json.loads(payload)
+        itens = tuple(ItemRequest(p, q) for p, q in data["itens"])
+        return cls(data["cliente_id"], itens, solicitacao_id)
 
     def merged_itens(self) -> list[ItemRequest]:
         """One line per produto, in ascending produto id: the lock order."""
@@ -67,6 +82,10 @@ class PedidoRejeitado(Exception):
         """The facts behind the rejection, JSON-ready (money as decimal strings)."""
         return {k: str(v) if isinstance(v, Decimal) else v for k, v in vars(self).items()}
 
+    def motivo(self) -> dict[str, Any]:
+        """What is stored for a rejected request, and replayed from it."""
+        return {"reason": self.reason, "detail": str(self), **self.details()}
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take their facts, not a message: rebuild them from state (process pool).
         return (_rebuild_rejection, (type(self), self.args, vars(self)))
@@ -79,6 +98,14 @@ def _rebuild_rejection(
     rejection.args = args
     rejection.__dict__.update(state)
     return rejection
+
+
+def rejection_from_motivo(motivo: dict[str, Any]) -> PedidoRejeitado:
+    """Rebuild a stored rejection, so that a replay answers exactly as the first time."""
+    facts = dict(motivo)
+    reason, detail = facts.pop("reason"), facts.pop("detail")
+    kind = next((k for k in PedidoRejeitado.__subclasses__() if k.reason == reason), None)
+    return _rebuild_rejection(kind or PedidoRejeitado, (detail,), facts)
 
 
 class ClienteNaoEncontrado(PedidoRejeitado):
@@ -133,6 +160,8 @@ class PedidoPlan:
     cliente_id: int
     itens: tuple[ItemResult, ...]
     total: Decimal
+    solicitacao_id: int | None
+    payload: str
 
 
 def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
@@ -178,7 +207,9 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
         raise ClienteNaoEncontrado(request.cliente_id)
     if saldo < total:
         raise SaldoInsuficiente(request.cliente_id, saldo, total)
-    return PedidoPlan(request.cliente_id, results, total)
+    return PedidoPlan(
+        request.cliente_id, results, total, request.solicitacao_id, request.to_payload()
+    )
 
 
 def debit(session: Session, plan: PedidoPlan) -> None:
@@ -200,13 +231,37 @@ def debit(session: Session, plan: PedidoPlan) -> None:
 
 
 def record(session: Session, plan: PedidoPlan) -> PedidoResult:
-    """Insert the pedido and its items; return the order as committed data."""
-    criado_em = datetime.now(UTC).replace(tzinfo=None)
-    pedido_id = session.execute(
-        insert(Pedido)
-        .values(cliente_id=plan.cliente_id, total=plan.total, criado_em=criado_em)
-        .returning(Pedido.id)
-    ).scalar_one()
+    """Conclude the request and insert the pedido (same id) and its items.
+
+    The request row commits with the order, so a request is CONCLUIDO exactly when its order
+    exists, and a caller that lost the connection during COMMIT can look the id up.
+    """
+    now = _utc_now()
+    if plan.solicitacao_id is None:
+        pedido_id = session.execute(
+            insert(Solicitacao)
+            .values(
+                payload=plan.payload,
+                estado=Estado.CONCLUIDO,
+                tentativas=1,
+                criado_em=now,
+                atualizado_em=now,
+            )
+            .returning(Solicitacao.id)
+        ).scalar_one()
+    else:
+        pedido_id = plan.solicitacao_id
+        session.execute(
+            update(Solicitacao)
+            .where(Solicitacao.id == pedido_id)
+            .values(estado=Estado.CONCLUIDO, prazo=None, atualizado_em=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        insert(Pedido).values(
+            id=pedido_id, cliente_id=plan.cliente_id, total=plan.total, criado_em=now
+        )
+    )
     session.execute(
         insert(ItemPedido),
         [
@@ -219,7 +274,14 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
             for item in plan.itens
         ],
     )
-    return PedidoResult(pedido_id, plan.cliente_id, plan.total, criado_em, plan.itens)
+    unidades = sum(item.quantidade for item in plan.itens)
+    count_outcome(session, Estado.CONCLUIDO, unidades=unidades, receita=plan.total)
+    return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
+
+
+def _utc_now() -> datetime:
+    """Naive UTC with microseconds, as every timestamp column stores it."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:

@@ -1,0 +1,97 @@
+"""From an accepted order to its outcome: run it directly, or record it durably first."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+
+from pedidos.problems import Problem
+from pedidos.processor import Durable, Overloaded
+from pedidos.runtime import Runtime
+from pedidos.service import PedidoRejeitado, PedidoRequest, PedidoResult
+from pedidos.solicitacoes import (
+    ProcessamentoFalhou,
+    Stored,
+    fingerprint,
+    outcome_of,
+    record_request,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_direct(rt: Runtime, order: PedidoRequest | None) -> PedidoResult:
+    """One transaction on the pool; the caller waits for it. Nothing is stored on rejection."""
+    future = rt.processor.submit(order)
+    try:
+        return future.result(timeout=rt.settings.request_timeout)
+    except FutureTimeout:
+        raise Problem(
+            503,
+            "tempo-esgotado",
+            "Order still processing",
+            "The order did not finish in time; look for it in GET /relatorio before sending "
+            "it again, or send orders with an Idempotency-Key to retry safely.",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
+def run_recorded(
+    rt: Runtime, order: PedidoRequest | None, chave: str | None, wait: float
+) -> PedidoResult | int:
+    """Record the request durably, then run it; return its outcome within `wait` seconds,
+    or its id while it is still pending (it will finish even if this process dies).
+
+    A reused idempotency key replays the first outcome; raises the rejection to replay one.
+    """
+    if rt.processor.free_slots() <= 0:
+        raise Overloaded(retry_after=1)  # refuse before recording: nothing to clean up
+    settings = rt.settings
+    recorded = record_request(
+        rt.sessions,
+        order,
+        chave,
+        key_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        grace=timedelta(seconds=settings.lease_seconds),
+    )
+    if isinstance(recorded, Stored):
+        return _replay(rt, recorded, order)
+    try:
+        future = rt.processor.submit(Durable(recorded))
+    except Overloaded:
+        return recorded  # recorded already: recovery runs it once its grace period ends
+    try:
+        return future.result(timeout=wait)
+    except (PedidoRejeitado, ProcessamentoFalhou):
+        raise
+    except FutureTimeout:
+        return recorded
+    except Exception as error:  # the request stays pending: recovery retries it
+        log.warning("solicitacao %s will be retried by recovery: %s", recorded, error)
+        return recorded
+
+
+def _replay(rt: Runtime, stored: Stored, order: PedidoRequest | None) -> PedidoResult | int:
+    if stored.impressao != fingerprint(order):
+        raise Problem(
+            422,
+            "chave-reutilizada",
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used for a different request.",
+        )
+    if not stored.final:
+        raise Problem(
+            409,
+            "em-andamento",
+            "Request in progress",
+            f"The request with this Idempotency-Key (solicitacao {stored.id}) is still being "
+            "processed; retry later.",
+            headers={"Retry-After": "1", "Location": f"/pedido/{stored.id}"},
+            solicitacao_id=stored.id,
+        )
+    with rt.sessions.begin() as session:
+        settled = outcome_of(session, stored)
+    if isinstance(settled, PedidoRejeitado):
+        raise settled
+    return settled

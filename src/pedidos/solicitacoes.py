@@ -1,0 +1,229 @@
+"""Durable order requests: record, find by idempotency key, claim for recovery, settle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pedidos.models import PENDENTES, Estado, Solicitacao
+from pedidos.relatorio import pedido_result
+from pedidos.service import (
+    PedidoRejeitado,
+    PedidoRequest,
+    PedidoResult,
+    random_pedido_request,
+    rejection_from_motivo,
+)
+from pedidos.tallies import count_outcome
+
+RANDOM_ORDER_FINGERPRINT = "random-order"
+
+
+class ProcessamentoFalhou(Exception):
+    """The request ended in ERRO: it failed on every attempt recovery allowed."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A request as the database holds it."""
+
+    id: int
+    estado: Estado
+    impressao: str | None
+    tentativas: int
+    criado_em: datetime
+    atualizado_em: datetime
+    motivo: dict[str, Any] | None
+
+    @property
+    def final(self) -> bool:
+        return self.estado not in PENDENTES
+
+
+_COLUMNS = (
+    Solicitacao.id,
+    Solicitacao.estado,
+    Solicitacao.impressao,
+    Solicitacao.tentativas,
+    Solicitacao.criado_em,
+    Solicitacao.atualizado_em,
+    Solicitacao.motivo,
+)
+
+
+def _stored(row: Any) -> Stored:
+    motivo = json.loads(row.motivo) if row.motivo else None
+    return Stored(
+        row.id,
+        Estado(row.estado),
+        row.impressao,
+        row.tentativas,
+        row.criado_em,
+        row.atualizado_em,
+        motivo,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def fingerprint(request: PedidoRequest | None) -> str:
+    """Hash of what the client asked for; a reused key must come with the same request."""
+    canonical = request.to_payload() if request is not None else RANDOM_ORDER_FINGERPRINT
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find(session: Session, solicitacao_id: int) -> Stored | None:
+    row = session.execute(select(*_COLUMNS).where(Solicitacao.id == solicitacao_id)).one_or_none()
+    return _stored(row) if row is not None else None
+
+
+def find_by_key(session: Session, chave: str) -> Stored | None:
+    row = session.execute(select(*_COLUMNS).where(Solicitacao.chave == chave)).one_or_none()
+    return _stored(row) if row is not None else None
+
+
+def record_request(
+    sessions: sessionmaker[Session],
+    request: PedidoRequest | None,
+    chave: str | None,
+    key_ttl: timedelta,
+    grace: timedelta,
+) -> int | Stored:
+    """Durably record a request as RECEBIDO and return its id; or, when `chave` was already
+    used (and has not expired), return that earlier request instead.
+
+    `request=None` is a random order; the cliente and produto are chosen now, so that what
+    was accepted is fixed. Recovery may claim the request once `grace` has passed.
+    """
+    impressao = fingerprint(request)
+    while True:
+        try:
+            with sessions.begin() as session:
+                now = _now()
+                if chave is not None:
+                    # An expired key is released so that it can name a new request.
+                    session.execute(
+                        update(Solicitacao)
+                        .where(Solicitacao.chave == chave, Solicitacao.criado_em < now - key_ttl)
+                        .values(chave=None)
+                        .execution_options(synchronize_session=False)
+                    )
+                order = request or random_pedido_request(session, random.Random())
+                solicitacao = Solicitacao(
+                    chave=chave,
+                    impressao=impressao,
+                    payload=order.to_payload(),
+                    estado=Estado.RECEBIDO,
+                    tentativas=1,
+                    prazo=now + grace,
+                    criado_em=now,
+                    atualizado_em=now,
+                )
+                session.add(solicitacao)
+                session.flush()
+                return solicitacao.id
+        except IntegrityError:
+            if chave is None:
+                raise
+            with sessions.begin() as session:
+                existing = find_by_key(session, chave)
+            if existing is not None:
+                return existing
+            # The request holding the key rolled back meanwhile: try to take the key again.
+
+
+def lock_pending(session: Session, solicitacao_id: int) -> PedidoRequest | Stored:
+    """Lock the request row; a pending request comes back as the order to run, a settled one
+    as it is stored. Under this lock a request is settled exactly once, whoever runs it."""
+    row = session.execute(
+        select(*_COLUMNS, Solicitacao.payload)
+        .where(Solicitacao.id == solicitacao_id)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise LookupError(f"solicitacao {solicitacao_id} does not exist")
+    stored = _stored(row)
+    if stored.final or row.payload is None:
+        return stored
+    return PedidoRequest.from_payload(row.payload, solicitacao_id)
+
+
+def settle(
+    session: Session, solicitacao_id: int, estado: Estado, motivo: dict[str, Any]
+) -> Stored | None:
+    """Mark a pending request REJEITADO or ERRO. Returns the stored request instead when it
+    was settled meanwhile by someone else."""
+    current = lock_pending(session, solicitacao_id)
+    if isinstance(current, Stored):
+        return current
+    session.execute(
+        update(Solicitacao)
+        .where(Solicitacao.id == solicitacao_id)
+        .values(estado=estado, motivo=json.dumps(motivo), prazo=None, atualizado_em=_now())
+        .execution_options(synchronize_session=False)
+    )
+    count_outcome(session, estado)
+    return None
+
+
+def outcome_of(session: Session, stored: Stored) -> PedidoResult | PedidoRejeitado:
+    """The committed order or the rejection of a settled request; ERRO raises."""
+    if stored.estado is Estado.CONCLUIDO:
+        result = pedido_result(session, stored.id)
+        if result is None:
+            raise LookupError(f"solicitacao {stored.id} is CONCLUIDO but has no pedido")
+        return result
+    if stored.estado is Estado.REJEITADO and stored.motivo is not None:
+        return rejection_from_motivo(stored.motivo)
+    detail = (stored.motivo or {}).get("detail", "processing failed")
+    raise ProcessamentoFalhou(f"solicitacao {stored.id}: {detail}")
+
+
+def claim_due(session: Session, lease: timedelta, max_attempts: int, limit: int) -> list[int]:
+    """Claim pending requests whose deadline passed (crashed or stuck), for this instance.
+
+    SKIP LOCKED lets several instances claim side by side without waiting on each other.
+    Requests that already used `max_attempts` are settled as ERRO instead.
+    """
+    now = _now()
+    due = session.execute(
+        select(Solicitacao.id, Solicitacao.tentativas)
+        .where(Solicitacao.estado.in_(PENDENTES), Solicitacao.prazo < now)
+        .order_by(Solicitacao.prazo)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    exhausted = [row.id for row in due if row.tentativas >= max_attempts]
+    claimed = [row.id for row in due if row.tentativas < max_attempts]
+    if exhausted:
+        motivo = {"reason": "erro", "detail": f"no outcome after {max_attempts} attempts"}
+        session.execute(
+            update(Solicitacao)
+            .where(Solicitacao.id.in_(exhausted))
+            .values(estado=Estado.ERRO, motivo=json.dumps(motivo), prazo=None, atualizado_em=now)
+            .execution_options(synchronize_session=False)
+        )
+        count_outcome(session, Estado.ERRO, pedidos=len(exhausted))
+    if claimed:
+        session.execute(
+            update(Solicitacao)
+            .where(Solicitacao.id.in_(claimed))
+            .values(
+                estado=Estado.PROCESSANDO,
+                prazo=now + lease,
+                tentativas=Solicitacao.tentativas + 1,
+                atualizado_em=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return claimed
