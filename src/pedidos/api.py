@@ -69,7 +69,7 @@ def _accepted(solicitacao_id: int, respond_async: bool) -> Response:
 
 
 def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
-    with runtime().sessions.begin() as session:
+    with runtime().read_sessions.begin() as session:
         stored = find(session, solicitacao_id)
         if stored is None:
             raise Problem(
@@ -164,7 +164,7 @@ def get_pedido(pedido_id: int) -> Response:
 )
 def get_relatorio() -> Response:
     query = read_query(RelatorioQuery)
-    with runtime().sessions.begin() as session:
+    with runtime().read_sessions.begin() as session:
         try:
             page, next_cursor = pedidos_page(session, query)
         except CursorInvalido:
@@ -184,7 +184,7 @@ def get_relatorio() -> Response:
 def get_status() -> Response:
     rt = runtime()
     stats = rt.processor.stats()
-    with rt.sessions.begin() as session:
+    with rt.read_sessions.begin() as session:
         totals = read_totals(session)
     processor: dict[str, Any] = {**vars(stats), "in_progress": stats.queued + stats.running}
     return json_response(
@@ -207,7 +207,7 @@ def get_status() -> Response:
 )
 def list_clientes() -> Response:
     query = read_query(PageQuery)
-    with runtime().sessions.begin() as session:
+    with runtime().read_sessions.begin() as session:
         return json_response(clientes_page(session, query.after, query.limit))
 
 
@@ -222,7 +222,7 @@ def list_clientes() -> Response:
 )
 def list_produtos() -> Response:
     query = read_query(PageQuery)
-    with runtime().sessions.begin() as session:
+    with runtime().read_sessions.begin() as session:
         return json_response(produtos_page(session, query.after, query.limit))
 
 

@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         executor=settings.executor,
         database_url=settings.database_url,
     )
-    runtime = Runtime(settings, engine, sessions, processor)
+    runtime = Runtime(settings, engine, sessions, make_sessions(engine, read_only=True), processor)
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(
             sessions,

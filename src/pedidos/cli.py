@@ -90,7 +90,7 @@ def simulate_command(
     \b
     Example: pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
     """
-    sessions = _runtime().sessions
+    sessions = _runtime().read_sessions
     if verify:
         with sessions.begin() as session:
             before = take_ledger(session)

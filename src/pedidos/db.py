@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 # Below MariaDB's default wait_timeout (8 h) and any proxy idle cut-off we are likely to meet.
 POOL_RECYCLE_SECONDS = 1800
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+READ_ONLY_OPTION = "pedidos_read_only"
 
 
 def make_engine(database_url: str, pool_size: int = 8, lock_wait_timeout: int = 10) -> Engine:
@@ -66,14 +67,21 @@ def _make_sqlite_engine(database_url: str, pool_size: int) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # SQLite ignores SELECT ... FOR UPDATE: writers take turns by locking at BEGIN.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers begin deferred, so that WAL lets them read while a writer works.
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
 
-def make_sessions(engine: Engine) -> sessionmaker[Session]:
-    """Session factory; every unit of work opens its own `with sessions.begin():`."""
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessions(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
+    """Session factory; every unit of work opens its own `with sessions.begin():`.
+
+    `read_only` sessions are for queries that write nothing (reports, lookups): on SQLite
+    they do not queue behind writers.
+    """
+    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)
 
 
 def alembic_config(database_url: str) -> Config:

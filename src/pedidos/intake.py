@@ -6,13 +6,16 @@ import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
+from pedidos.models import utc_now
 from pedidos.problems import Problem
 from pedidos.processor import Durable, Overloaded
 from pedidos.runtime import Runtime
 from pedidos.service import PedidoRejeitado, PedidoRequest, PedidoResult
 from pedidos.solicitacoes import (
+    ChaveEmUso,
     ProcessamentoFalhou,
     Stored,
+    find_by_key,
     fingerprint,
     outcome_of,
     record_request,
@@ -47,14 +50,7 @@ def run_recorded(
     """
     if rt.processor.free_slots() <= 0:
         raise Overloaded(retry_after=1)  # refuse before recording: nothing to clean up
-    settings = rt.settings
-    recorded = record_request(
-        rt.sessions,
-        order,
-        chave,
-        key_ttl=timedelta(hours=settings.idempotency_ttl_hours),
-        grace=timedelta(seconds=settings.lease_seconds),
-    )
+    recorded = _record_once(rt, order, chave)
     if isinstance(recorded, Stored):
         return _replay(rt, recorded, order)
     try:
@@ -70,6 +66,32 @@ def run_recorded(
     except Exception as error:  # the request stays pending: recovery retries it
         log.warning("solicitacao %s will be retried by recovery: %s", recorded, error)
         return recorded
+
+
+def _record_once(rt: Runtime, order: PedidoRequest | None, chave: str | None) -> int | Stored:
+    """The new request's id, or the live request that already holds `chave`."""
+    grace = timedelta(seconds=rt.settings.lease_seconds)
+    if chave is None:
+        return record_request(rt.sessions, order, None, grace)
+    ttl = timedelta(hours=rt.settings.idempotency_ttl_hours)
+    for _ in range(3):
+        # A plain read first: a replay or an in-flight duplicate never waits on row locks.
+        with rt.read_sessions.begin() as session:
+            existing = find_by_key(session, chave)
+        if existing is not None and existing.criado_em >= utc_now() - ttl:
+            return existing
+        try:
+            release = existing.id if existing is not None else None
+            return record_request(rt.sessions, order, chave, grace, release)
+        except ChaveEmUso:
+            continue  # someone took the key just now: look again
+    raise Problem(
+        409,
+        "em-andamento",
+        "Request in progress",
+        "This Idempotency-Key is being used right now.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _replay(rt: Runtime, stored: Stored, order: PedidoRequest | None) -> PedidoResult | int:
@@ -90,7 +112,7 @@ def _replay(rt: Runtime, stored: Stored, order: PedidoRequest | None) -> PedidoR
             headers={"Retry-After": "1", "Location": f"/pedido/{stored.id}"},
             solicitacao_id=stored.id,
         )
-    with rt.sessions.begin() as session:
+    with rt.read_sessions.begin() as session:
         settled = outcome_of(session, stored)
     if isinstance(settled, PedidoRejeitado):
         raise settled

@@ -9,7 +9,16 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, ItemPedido, Pedido, Produto, money_sum
+from pedidos.models import (
+    Cliente,
+    Contador,
+    Estado,
+    ItemPedido,
+    Pedido,
+    Produto,
+    Solicitacao,
+    money_sum,
+)
 
 CHUNK = 1000
 
@@ -27,6 +36,10 @@ class Ledger:
     estoque_negativo: int
     pedidos_sem_itens: int
     totais_divergentes: int
+    # Every pedido is a CONCLUIDO solicitacao with the same id, and vice versa.
+    estados_divergentes: int
+    # The sharded counters agree with the rows they summarise.
+    contadores: tuple[int, int, Decimal]
 
 
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -63,6 +76,22 @@ def take_ledger(session: Session) -> Ledger:
         .join(soma_itens, soma_itens.c.pedido_id == Pedido.id)
         .where(soma_itens.c.soma != Pedido.total)
     ).scalar()
+    concluidas = select(Solicitacao.id).where(Solicitacao.estado == Estado.CONCLUIDO)
+    sem_solicitacao = session.execute(
+        select(func.count()).select_from(Pedido).where(Pedido.id.not_in(concluidas))
+    ).scalar_one()
+    sem_pedido = session.execute(
+        select(func.count())
+        .select_from(Solicitacao)
+        .where(Solicitacao.estado == Estado.CONCLUIDO, Solicitacao.id.not_in(select(Pedido.id)))
+    ).scalar_one()
+    contados = session.execute(
+        select(
+            func.coalesce(func.sum(Contador.concluidos), 0),
+            func.coalesce(func.sum(Contador.unidades), 0),
+            money_sum(Contador.receita),
+        )
+    ).one()
     return Ledger(
         saldo=saldo,
         estoque=int(estoque),
@@ -73,6 +102,8 @@ def take_ledger(session: Session) -> Ledger:
         estoque_negativo=int(estoque_negativo),
         pedidos_sem_itens=int(sem_itens or 0),
         totais_divergentes=int(divergentes or 0),
+        estados_divergentes=int(sem_solicitacao) + int(sem_pedido),
+        contadores=(int(contados[0]), int(contados[1]), contados[2]),
     )
 
 
@@ -99,6 +130,13 @@ def violations(before: Ledger, after: Ledger) -> list[str]:
         found.append(f"{after.pedidos_sem_itens} pedidos without items")
     if after.totais_divergentes:
         found.append(f"{after.totais_divergentes} pedidos whose total differs from their items")
+    if after.estados_divergentes:
+        found.append(f"{after.estados_divergentes} pedidos and CONCLUIDO requests do not pair up")
+    if after.contadores != (after.pedidos, after.unidades, after.vendido):
+        found.append(
+            f"counters say {after.contadores}, rows say "
+            f"{(after.pedidos, after.unidades, after.vendido)}"
+        )
     return found
 
 

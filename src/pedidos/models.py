@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -65,6 +65,11 @@ def money_sum(amounts: SQLColumnExpression[Any]) -> ColumnElement[Decimal]:
     The explicit type matters on SQLite, where the sum is in cents.
     """
     return type_coerce(func.coalesce(func.sum(amounts), 0), Money())
+
+
+def utc_now() -> datetime:
+    """Naive UTC with microseconds: how every timestamp column stores time."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # BIGINT ids where rows grow without bound; SQLite only autoincrements INTEGER PRIMARY KEY.

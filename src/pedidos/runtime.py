@@ -19,6 +19,7 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
     processor: PedidoProcessor
     recovery: Recovery | None = None
     accepting: bool = True

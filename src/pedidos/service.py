@@ -6,14 +6,23 @@ import json
 import random
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from pedidos.models import CENT, Cliente, Estado, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.models import (
+    CENT,
+    Cliente,
+    Estado,
+    ItemPedido,
+    Pedido,
+    Produto,
+    Solicitacao,
+    utc_now,
+)
 from pedidos.tallies import count_outcome
 
 
@@ -236,7 +245,7 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     The request row commits with the order, so a request is CONCLUIDO exactly when its order
     exists, and a caller that lost the connection during COMMIT can look the id up.
     """
-    now = _utc_now()
+    now = utc_now()
     if plan.solicitacao_id is None:
         pedido_id = session.execute(
             insert(Solicitacao)
@@ -277,11 +286,6 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     unidades = sum(item.quantidade for item in plan.itens)
     count_outcome(session, Estado.CONCLUIDO, unidades=unidades, receita=plan.total)
     return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
-
-
-def _utc_now() -> datetime:
-    """Naive UTC with microseconds, as every timestamp column stores it."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:

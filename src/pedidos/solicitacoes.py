@@ -6,14 +6,14 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.models import PENDENTES, Estado, Solicitacao
+from pedidos.models import PENDENTES, Estado, Solicitacao, utc_now
 from pedidos.relatorio import pedido_result
 from pedidos.service import (
     PedidoRejeitado,
@@ -72,10 +72,6 @@ def _stored(row: Any) -> Stored:
     )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def fingerprint(request: PedidoRequest | None) -> str:
     """Hash of what the client asked for; a reused key must come with the same request."""
     canonical = request.to_payload() if request is not None else RANDOM_ORDER_FINGERPRINT
@@ -92,54 +88,51 @@ def find_by_key(session: Session, chave: str) -> Stored | None:
     return _stored(row) if row is not None else None
 
 
+class ChaveEmUso(Exception):
+    """Another request took the idempotency key between our lookup and our insert."""
+
+
 def record_request(
     sessions: sessionmaker[Session],
     request: PedidoRequest | None,
     chave: str | None,
-    key_ttl: timedelta,
     grace: timedelta,
-) -> int | Stored:
-    """Durably record a request as RECEBIDO and return its id; or, when `chave` was already
-    used (and has not expired), return that earlier request instead.
+    release: int | None = None,
+) -> int:
+    """Durably record a request as RECEBIDO and return its id.
 
     `request=None` is a random order; the cliente and produto are chosen now, so that what
-    was accepted is fixed. Recovery may claim the request once `grace` has passed.
+    was accepted is fixed. Recovery may claim the request once `grace` has passed. `release`
+    names an earlier request whose expired key this one takes over.
     """
-    impressao = fingerprint(request)
-    while True:
-        try:
-            with sessions.begin() as session:
-                now = _now()
-                if chave is not None:
-                    # An expired key is released so that it can name a new request.
-                    session.execute(
-                        update(Solicitacao)
-                        .where(Solicitacao.chave == chave, Solicitacao.criado_em < now - key_ttl)
-                        .values(chave=None)
-                        .execution_options(synchronize_session=False)
-                    )
-                order = request or random_pedido_request(session, random.Random())
-                solicitacao = Solicitacao(
-                    chave=chave,
-                    impressao=impressao,
-                    payload=order.to_payload(),
-                    estado=Estado.RECEBIDO,
-                    tentativas=1,
-                    prazo=now + grace,
-                    criado_em=now,
-                    atualizado_em=now,
+    try:
+        with sessions.begin() as session:
+            now = utc_now()
+            if release is not None:
+                session.execute(
+                    update(Solicitacao)
+                    .where(Solicitacao.id == release)
+                    .values(chave=None)
+                    .execution_options(synchronize_session=False)
                 )
-                session.add(solicitacao)
-                session.flush()
-                return solicitacao.id
-        except IntegrityError:
-            if chave is None:
-                raise
-            with sessions.begin() as session:
-                existing = find_by_key(session, chave)
-            if existing is not None:
-                return existing
-            # The request holding the key rolled back meanwhile: try to take the key again.
+            order = request or random_pedido_request(session, random.Random())
+            solicitacao = Solicitacao(
+                chave=chave,
+                impressao=fingerprint(request),
+                payload=order.to_payload(),
+                estado=Estado.RECEBIDO,
+                tentativas=1,
+                prazo=now + grace,
+                criado_em=now,
+                atualizado_em=now,
+            )
+            session.add(solicitacao)
+            session.flush()
+            return solicitacao.id
+    except IntegrityError as error:
+        if chave is None:
+            raise
+        raise ChaveEmUso(chave) from error
 
 
 def lock_pending(session: Session, solicitacao_id: int) -> PedidoRequest | Stored:
@@ -169,7 +162,7 @@ def settle(
     session.execute(
         update(Solicitacao)
         .where(Solicitacao.id == solicitacao_id)
-        .values(estado=estado, motivo=json.dumps(motivo), prazo=None, atualizado_em=_now())
+        .values(estado=estado, motivo=json.dumps(motivo), prazo=None, atualizado_em=utc_now())
         .execution_options(synchronize_session=False)
     )
     count_outcome(session, estado)
@@ -195,7 +188,7 @@ def claim_due(session: Session, lease: timedelta, max_attempts: int, limit: int)
     SKIP LOCKED lets several instances claim side by side without waiting on each other.
     Requests that already used `max_attempts` are settled as ERRO instead.
     """
-    now = _now()
+    now = utc_now()
     due = session.execute(
         select(Solicitacao.id, Solicitacao.tentativas)
         .where(Solicitacao.estado.in_(PENDENTES), Solicitacao.prazo < now)
