@@ -15,6 +15,7 @@ from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor, Work
 from pedidos.recovery import Recovery
 from pedidos.runtime import Runtime
+from pedidos.safety import UnsafeSettings, settings_problems
 from pedidos.service import place_pedido
 
 
@@ -22,6 +23,9 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    unsafe = settings_problems(settings, app.debug)
+    if unsafe:
+        raise UnsafeSettings("; ".join(unsafe))
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
@@ -49,7 +53,6 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
         )
-        runtime.recovery.start()
     app.extensions["pedidos"] = runtime
     atexit.register(runtime.close)
     # Counted so that a drain can wait for responses still on their way out.

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup
-from werkzeug.serving import run_simple
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.serving import make_server
 
 from pedidos.app import create_app
 from pedidos.db import upgrade_schema
 from pedidos.invariants import missing_pedidos, take_ledger, violations
 from pedidos.runtime import Runtime
+from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed
 from pedidos.simulate import run_simulation
 
@@ -130,12 +134,44 @@ def simulate_command(
 
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 def serve(host: str, port: int) -> None:
-    """Serve the API with Flask's threaded server (debug off; use gunicorn in production)."""
-    # Not app.run(): Flask ignores it under its own CLI.
+    """Serve the API with a threaded server (debugger off; see README for production).
+
+    SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
+    """
+    runtime = _runtime()
+    try:
+        unsafe = database_problems(runtime.engine)
+    except SQLAlchemyError as error:
+        click.echo(f"warning: database not reachable yet ({error.__class__.__name__})", err=True)
+        unsafe = []
+    if unsafe:
+        for problem in unsafe:
+            click.echo(f"refusing to start: {problem}", err=True)
+        sys.exit(2)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    run_simple(host, port, app, threaded=True, use_debugger=False, use_reloader=False)
+    server = make_server(host, port, app, threaded=True)
+    stopping = threading.Event()
+
+    def drain_then_stop() -> None:
+        runtime.drain(timeout=runtime.settings.request_timeout)
+        server.shutdown()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            click.echo(f" * {signal.Signals(signum).name}: draining, then exiting", err=True)
+            threading.Thread(target=drain_then_stop, name="pedidos-drain").start()
+
+    if runtime.recovery is not None:
+        runtime.recovery.start()  # requests a crash left behind are picked up from now on
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    click.echo(f" * Pedidos on http://{host}:{server.server_port} (Ctrl-C drains and stops)")
+    server.serve_forever()
+    runtime.close()
+    click.echo(" * stopped: every accepted order finished", err=True)
 
 
 def main() -> None:
