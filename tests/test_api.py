@@ -116,6 +116,7 @@ def test_rejections_are_problems_that_say_why(client: FlaskClient, store: Store)
     )
     assert missing["produto_ids"] == [999_999]
     assert_problem(client.get("/pedido/999999"), 404, "pedido-nao-encontrado")
+    assert_problem(client.get(f"/pedido/{2**80}"), 404, "pedido-nao-encontrado")
 
 
 VALID_ITEM = {"produto_id": 1, "quantidade": 1}
@@ -300,7 +301,16 @@ def test_relatorio_summary_and_filters(client: FlaskClient, history: dict[str, i
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=201", "limit=abc", "cliente_id=0", "desde=ontem", "cursor=%21%21", "x=1"],
+    [
+        "limit=0",
+        "limit=201",
+        "limit=abc",
+        "cliente_id=0",
+        "desde=ontem",
+        "desde=0.5",  # not a Unix time: ISO 8601 only
+        "cursor=%21%21",
+        "x=1",
+    ],
 )
 def test_relatorio_rejects_bad_queries(client: FlaskClient, query: str) -> None:
     response = client.get(f"/relatorio?{query}")

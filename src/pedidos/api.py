@@ -24,6 +24,7 @@ from pedidos.relatorio import (
 )
 from pedidos.runtime import Runtime
 from pedidos.schemas import (
+    MAX_ID,
     ClientePage,
     DatabaseTotals,
     HealthOut,
@@ -70,7 +71,8 @@ def _accepted(solicitacao_id: int, respond_async: bool) -> Response:
 
 def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
     with runtime().read_sessions.begin() as session:
-        stored = find(session, solicitacao_id)
+        # Ids beyond BIGINT cannot exist, and would overflow the query's parameter.
+        stored = find(session, solicitacao_id) if 1 <= solicitacao_id <= MAX_ID else None
         if stored is None:
             raise Problem(
                 404, "pedido-nao-encontrado", "Not found", f"pedido {solicitacao_id} does not exist"

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
-from pedidos.schemas import ProblemOut
+from pedidos.schemas import MAX_ID, ProblemOut
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -80,7 +80,12 @@ def build_document(app: Flask) -> dict[str, Any]:
         if spec.description:
             item["description"] = spec.description
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            }
             for name in re.findall(r"{([a-z_]+)}", path)
         ]
         if spec.query is not None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from pedidos.service import ItemRequest, PedidoRequest, PedidoResult
 
@@ -67,11 +67,24 @@ class PageQuery(QueryInput):
     after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
 
 
+def _iso_8601(value: object) -> object:
+    # Lax datetime parsing would take "0.5" as a Unix time; the API speaks ISO 8601 only.
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an ISO 8601 date-time, e.g. 2026-11-29T12:00:00Z") from None
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601), Field(strict=True)]
+
+
 class RelatorioQuery(QueryInput):
     cliente_id: Id | None = None
     produto_id: Id | None = None
-    desde: datetime | None = Field(None, description="Orders created at or after (ISO 8601)")
-    ate: datetime | None = Field(None, description="Orders created before (ISO 8601)")
+    desde: IsoDatetime | None = Field(None, description="Orders created at or after (ISO 8601)")
+    ate: IsoDatetime | None = Field(None, description="Orders created before (ISO 8601)")
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     cursor: Annotated[str, Field(max_length=200)] | None = Field(
         None, description="Opaque cursor from the previous page's next_cursor"
