@@ -32,7 +32,7 @@ MARIADB_URL = os.environ.get(
 )
 
 
-def _recreate_mariadb_database(url: str) -> None:
+def recreate_mariadb_database(url: str) -> None:
     parsed = make_url(url)
     server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
     try:
@@ -47,7 +47,7 @@ def _recreate_mariadb_database(url: str) -> None:
 def mariadb_url() -> str:
     """A fresh, migrated MariaDB database; under CI=true an unreachable server fails the run."""
     try:
-        _recreate_mariadb_database(MARIADB_URL)
+        recreate_mariadb_database(MARIADB_URL)
     except OperationalError as error:
         message = f"MariaDB is unreachable at {make_url(MARIADB_URL)!r}: {error.orig}"
         if os.environ.get("CI"):

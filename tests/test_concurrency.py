@@ -165,6 +165,37 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
         assert missing_pedidos(session, [o.id for o in committed]) == []
 
 
+def naive_read_modify_write(session: Session, request: PedidoRequest) -> PedidoResult:
+    """The bug every e-commerce tracker reports: read without locks, think, write absolute
+    values. Used only to prove that the checks can see a race."""
+    lines = []
+    for item in request.merged_itens():
+        estoque, preco = session.execute(
+            select(Produto.estoque, Produto.preco).where(Produto.id == item.produto_id)
+        ).one()
+        if estoque < item.quantidade:
+            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
+        lines.append((ItemResult(item.produto_id, item.quantidade, preco), estoque))
+    saldo = session.execute(
+        select(Cliente.saldo).where(Cliente.id == request.cliente_id)
+    ).scalar_one()
+    total = sum((line.subtotal for line, _ in lines), Decimal("0.00"))
+    if saldo < total:
+        raise SaldoInsuficiente(request.cliente_id, saldo, total)
+    time.sleep(0.01)
+    for line, estoque in lines:
+        session.execute(
+            update(Produto)
+            .where(Produto.id == line.produto_id)
+            .values(estoque=estoque - line.quantidade)
+        )
+    session.execute(
+        update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - total)
+    )
+    itens = tuple(line for line, _ in lines)
+    return record(session, PedidoPlan(request.cliente_id, itens, total, None, request.to_payload()))
+
+
 def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:
     """Deliberately ignores the global lock order, holding one row while asking for the next."""
     for item in request.itens:
@@ -235,33 +266,10 @@ def test_negative_control_the_checker_catches_a_naive_read_modify_write(
     produto = store.produto("1.00", 10)
     clientes = [store.cliente("100.00") for _ in range(40)]
 
-    def naive(session: Session, request: PedidoRequest) -> PedidoResult:
-        # Reads without locks, thinks, then writes absolute values: the classic lost update.
-        item = request.itens[0]
-        estoque, preco = session.execute(
-            select(Produto.estoque, Produto.preco).where(Produto.id == item.produto_id)
-        ).one()
-        saldo = session.execute(
-            select(Cliente.saldo).where(Cliente.id == request.cliente_id)
-        ).scalar_one()
-        if estoque < item.quantidade:
-            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
-        time.sleep(0.01)
-        session.execute(
-            update(Produto)
-            .where(Produto.id == item.produto_id)
-            .values(estoque=estoque - item.quantidade)
-        )
-        session.execute(
-            update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - preco)
-        )
-        line = ItemResult(item.produto_id, item.quantidade, preco)
-        plan = PedidoPlan(request.cliente_id, (line,), line.subtotal, None, request.to_payload())
-        return record(session, plan)
-
     before = store.ledger()
     outcomes = submit_together(
-        make_processor(work=naive, workers=20), [one_unit(c, produto) for c in clientes]
+        make_processor(work=naive_read_modify_write, workers=20),
+        [one_unit(c, produto) for c in clientes],
     )
 
     sold = sum(isinstance(o, PedidoResult) for o in outcomes)

@@ -33,8 +33,8 @@ Work = Callable[[Session, PedidoRequest], PedidoResult]
 # MariaDB/MySQL errors after which the whole transaction is retried from fresh reads:
 # 1213 deadlock, 1205 lock wait timeout (rolls back only the statement, so we roll back the
 # rest), 1020 record changed since last read (innodb_snapshot_isolation), and lost
-# connections (2006 gone away, 2013 lost during query, 2055 lost at handshake).
-RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205, 1020, 2006, 2013, 2055})
+# connections (2006 gone away, 2013 lost during query, 2055 lost at handshake, 1927 killed).
+RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205, 1020, 1927, 2006, 2013, 2055})
 BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
 

@@ -1,0 +1,242 @@
+"""Fault-injection tools: the service as a real process, HTTP load, a private MariaDB."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+from sqlalchemy import create_engine, text
+
+Request = tuple[dict[str, Any] | None, dict[str, str]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll until `condition()` holds; return the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if condition():
+                return time.monotonic() - started
+        except Exception:  # not up yet: keep polling
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+class ServiceProcess:
+    """`pedidos serve` in its own process, as an operator would run it."""
+
+    def __init__(self, database_url: str, log_path: Path, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "DATABASE_URL": database_url, **settings}
+        self.env.pop("FLASK_DEBUG", None)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
+
+    def start(self) -> ServiceProcess:
+        command = [
+            str(Path(sys.executable).with_name("pedidos")),
+            "serve",
+            "--port",
+            str(self.port),
+        ]
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=self._log)
+        wait_until(
+            lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200,
+            30,
+            "service start",
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, signum: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
+
+    def peak_rss_mib(self) -> float:
+        """Peak resident memory of the process so far (VmHWM)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc status")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@dataclass
+class LoadResult:
+    """What the clients saw: statuses, and the ids the service acknowledged."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    created: list[int] = field(default_factory=list)  # 201: committed
+    accepted: list[int] = field(default_factory=list)  # 202: recorded durably
+    retry_after_missing: int = 0
+    seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def sent(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def server_errors(self) -> int:
+        return sum(
+            n for status, n in self.statuses.items() if status.startswith("5") and status != "503"
+        )
+
+    def record(self, response: httpx.Response | None) -> None:
+        with self.lock:
+            if response is None:
+                self.statuses["connection_error"] += 1
+                return
+            status = response.status_code
+            self.statuses[str(status)] += 1
+            if status in (201, 202):
+                (self.created if status == 201 else self.accepted).append(response.json()["id"])
+            if status == 503 and "Retry-After" not in response.headers:
+                self.retry_after_missing += 1
+
+
+def run_load(
+    url: str,
+    count: int,
+    concurrency: int,
+    make_request: Callable[[int], Request],
+    result: LoadResult | None = None,
+    retry: Callable[[httpx.Response | None], bool] = lambda _response: False,
+    timeout: float = 60.0,
+) -> LoadResult:
+    """Send `count` POST /pedido from `concurrency` clients; `retry` says when a client sends
+    the same request again (it must carry an Idempotency-Key for that to be safe)."""
+    result = result or LoadResult()
+    next_index = iter(range(count))
+    take = threading.Lock()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    def client_loop(client: httpx.Client) -> None:
+        while True:
+            with take:
+                index = next(next_index, None)
+            if index is None:
+                return
+            body, headers = make_request(index)
+            for _attempt in range(20):
+                try:
+                    response: httpx.Response | None = client.post(
+                        "/pedido", json=body, headers=headers
+                    )
+                except httpx.HTTPError:
+                    response = None
+                if not retry(response):
+                    break
+                time.sleep(0.05)
+            result.record(response)
+
+    started = time.monotonic()
+    with (
+        httpx.Client(base_url=url, timeout=timeout, limits=limits) as client,
+        ThreadPoolExecutor(concurrency) as clients,
+    ):
+        for running in [clients.submit(client_loop, client) for _ in range(concurrency)]:
+            running.result()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class PrivateMariaDB:
+    """A MariaDB server of the test's own, on its own port and data directory, that the test
+    may stop and start at will."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.url = f"mysql+pymysql://root@127.0.0.1:{self.port}/pedidos?charset=utf8mb4"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def install(self) -> PrivateMariaDB:
+        installer = shutil.which("mariadb-install-db") or "mariadb-install-db"
+        subprocess.run(
+            [
+                installer,
+                "--no-defaults",
+                f"--datadir={self.base / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self
+
+    def start(self) -> float:
+        """Start the server; return the seconds it took to answer."""
+        self.process = subprocess.Popen(
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                f"--datadir={self.base / 'data'}",
+                f"--socket={self.base / 'mysqld.sock'}",
+                f"--pid-file={self.base / 'mysqld.pid'}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                "--skip-grant-tables",  # loopback only, test data only
+                "--innodb-buffer-pool-size=64M",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        server = create_engine(self.url.replace("/pedidos?", "/?"), isolation_level="AUTOCOMMIT")
+        try:
+
+            def answers() -> bool:
+                with server.connect() as connection:
+                    connection.execute(text("CREATE DATABASE IF NOT EXISTS pedidos"))
+                return True
+
+            return wait_until(answers, 60, "private MariaDB start")
+        finally:
+            server.dispose()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
