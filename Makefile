@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck check format bench clean
+.PHONY: install run test faults lint typecheck check format bench audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: install
 test: install
 	$(BIN)/pytest
 
+## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): ~5 min.
+faults: install
+	PEDIDOS_FAULTS_RESULTS=1 $(BIN)/pytest -m faults tests/faults
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,6 +44,11 @@ check: lint typecheck test
 ## HTTP simulation on MariaDB at concurrency 1, 16 and 64 (see benchmarks/simulate.sh).
 bench: install
 	bash benchmarks/simulate.sh
+
+## Security lint. B311 (random) is skipped: random picks backoff jitter, counter shards and
+## demo data here, never secrets or tokens.
+audit: install
+	$(BIN)/bandit -q -r src --skip B311
 
 clean:
 	rm -rf $(VENV) instance .mypy_cache .ruff_cache .pytest_cache

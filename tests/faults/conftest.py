@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,6 @@ from tests.conftest import MARIADB_URL, recreate_mariadb_database
 from tests.faults.harness import LoadResult, ServiceProcess
 
 FIGURES: list[str] = []
-GENERATED: Counter[str] = Counter()
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "faults.json"
 
 
@@ -30,19 +28,8 @@ def report(figure: str) -> None:
     FIGURES.append(figure)
 
 
-def count_generated(operation: str) -> None:
-    """Count one schemathesis-generated request, per operation."""
-    GENERATED[operation] += 1
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if GENERATED:
-        failed = [r for r in terminalreporter.stats.get("failed", []) if "test_09" in r.nodeid]
-        FIGURES.append(
-            f"9. schemathesis: {sum(GENERATED.values())} generated requests over "
-            f"{len(GENERATED)} operations, {'FAILURES' if failed else '0 server errors'}"
-        )
-        FIGURES.sort(key=lambda line: int(line.split(".")[0]))
+    FIGURES.sort(key=lambda line: int(line.split(".")[0]))
     if not FIGURES:
         return
     terminalreporter.section("fault-injection figures")

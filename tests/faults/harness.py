@@ -157,7 +157,7 @@ def run_load(
             if index is None:
                 return
             body, headers = make_request(index)
-            for _attempt in range(20):
+            for attempt in range(40):
                 try:
                     response: httpx.Response | None = client.post(
                         "/pedido", json=body, headers=headers
@@ -166,7 +166,7 @@ def run_load(
                     response = None
                 if not retry(response):
                     break
-                time.sleep(0.05)
+                time.sleep(min(0.5, 0.05 * (attempt + 1)))
             result.record(response)
 
     started = time.monotonic()
