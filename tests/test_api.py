@@ -309,6 +309,11 @@ def test_relatorio_summary_and_filters(client: FlaskClient, history: dict[str, i
         "desde=ontem",
         "desde=0.5",  # not a Unix time: ISO 8601 only
         "cursor=%21%21",
+        "cursor=WyIyMDIwLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwgMV0",  # a zone: we never issue one
+        "cursor=WyIyMDIwLTAxLTAxVDAwOjAwOjAwIiwgMTE4MDU5MTYyMDcxNzQxMTMwMzQyNF0",  # id > BIGINT
+        "cursor=WzEsIDJd",  # [1, 2]
+        "cursor=WyIyMDIwLTAxLTAxVDAwOjAwOjAwIiwgdHJ1ZV0",  # id true
+        "desde=0001-01-01T00:01:33%2B01:01",  # before year 1 in UTC
         "x=1",
     ],
 )

@@ -7,7 +7,7 @@ import binascii
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from pedidos.models import Cliente, ItemPedido, Pedido, Produto, money_sum
 from pedidos.schemas import (
+    MAX_ID,
     ClienteOut,
     ClientePage,
     ClienteResumo,
@@ -51,18 +52,14 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             moment, pedido_id = json.loads(raw)
-            if not isinstance(pedido_id, int) or isinstance(pedido_id, bool):
-                raise TypeError(pedido_id)
-            return cls(datetime.fromisoformat(moment), pedido_id)
+            criado_em = datetime.fromisoformat(moment)
         except (binascii.Error, ValueError, TypeError) as error:
             raise CursorInvalido("cursor is not valid") from error
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    """Compare against stored timestamps, which are naive UTC; naive input is taken as UTC."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+        # Only what encode() produces: a naive UTC time and an id a BIGINT can hold.
+        valid_id = isinstance(pedido_id, int) and not isinstance(pedido_id, bool)
+        if not valid_id or not 0 <= pedido_id <= MAX_ID or criado_em.tzinfo is not None:
+            raise CursorInvalido("cursor is not valid")
+        return cls(criado_em, pedido_id)
 
 
 def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
@@ -70,9 +67,9 @@ def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
     if query.cliente_id is not None:
         conditions.append(Pedido.cliente_id == query.cliente_id)
     if query.desde is not None:
-        conditions.append(Pedido.criado_em >= _naive_utc(query.desde))
+        conditions.append(Pedido.criado_em >= query.desde)
     if query.ate is not None:
-        conditions.append(Pedido.criado_em < _naive_utc(query.ate))
+        conditions.append(Pedido.criado_em < query.ate)
     return conditions
 
 

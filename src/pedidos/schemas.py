@@ -67,17 +67,21 @@ class PageQuery(QueryInput):
     after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
 
 
-def _iso_8601(value: object) -> object:
-    # Lax datetime parsing would take "0.5" as a Unix time; the API speaks ISO 8601 only.
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError("expected an ISO 8601 date-time, e.g. 2026-11-29T12:00:00Z") from None
-    return value
+def _iso_8601_utc(value: object) -> object:
+    """ISO 8601 text to naive UTC, as timestamps are stored; a time without zone is UTC.
+
+    Lax parsing would take "0.5" as a Unix time, so only text is accepted.
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+        return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2026-11-29T12:00:00Z") from None
 
 
-IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601), Field(strict=True)]
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_8601_utc), Field(strict=True)]
 
 
 class RelatorioQuery(QueryInput):

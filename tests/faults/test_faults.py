@@ -4,6 +4,7 @@ exactly once."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import threading
@@ -355,7 +356,11 @@ def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: 
             operation = loaded.ok()
 
             @given(case=operation.as_strategy())
-            @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=int(os.environ.get("PEDIDOS_FUZZ_EXAMPLES", "60")),
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
             def check(case: Any) -> None:
                 generated[f"{case.method} {case.path}"] += 1
                 # JSON Schema calls 2.0 an integer; this API refuses floats for ids and
