@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, create_engine, delete, func, make_url, select, text, update
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
@@ -22,9 +22,10 @@ from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, take_ledger
-from pedidos.models import Cliente, Contador, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao
 from pedidos.processor import PedidoProcessor, Work
 from pedidos.runtime import Runtime
+from pedidos.seed import reset
 from pedidos.service import PedidoResult, place_pedido
 
 MARIADB_URL = os.environ.get(
@@ -74,12 +75,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url, pool_size=48)
-    with engine.begin() as connection:
-        for model in (ItemPedido, Pedido, Solicitacao, Produto, Cliente):
-            connection.execute(delete(model))
-        connection.execute(
-            update(Contador).values(concluidos=0, rejeitados=0, erros=0, unidades=0, receita=0)
-        )
+    reset(engine)
     yield engine
     engine.dispose()
 
@@ -121,7 +117,7 @@ class Store:
                 select(Produto.estoque).where(Produto.id == produto_id)
             ).scalar_one()
 
-    def count(self, model: type[Pedido] | type[ItemPedido]) -> int:
+    def count(self, model: type[Pedido] | type[ItemPedido] | type[Solicitacao]) -> int:
         with self.sessions.begin() as session:
             return session.execute(select(func.count()).select_from(model)).scalar_one()
 

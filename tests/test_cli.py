@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from pedidos.cli import cli
-from pedidos.models import Cliente, Produto
+from pedidos.models import Cliente, Produto, Solicitacao
 from tests.conftest import Store
 
 
@@ -33,8 +35,13 @@ def test_seed_creates_reset_and_skips(app: Flask, store: Store) -> None:
     )
     assert (count(store, Cliente), count(store, Produto)) == (300, 40)
     assert "not seeding" in invoke(app, "seed", "--if-empty")
+    assert app.test_client().post("/pedido").status_code in (201, 409)
     invoke(app, "seed", "--clientes", "7", "--produtos", "3", "--reset")
     assert (count(store, Cliente), count(store, Produto)) == (7, 3)
+    # Orders, their requests and the counters go too: the ledger starts clean.
+    after_reset = store.ledger()
+    assert (after_reset.pedidos, after_reset.contadores) == (0, (0, 0, Decimal("0.00")))
+    assert store.count(Solicitacao) == 0
     with store.sessions.begin() as session:
         nomes = session.execute(select(Cliente.nome)).scalars().all()
         precos = session.execute(select(Produto.preco)).scalars().all()

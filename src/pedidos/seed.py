@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, ItemPedido, Pedido, Produto
+from pedidos.models import Cliente, Contador, ItemPedido, Pedido, Produto, Solicitacao
 
 BATCH = 5000
 
@@ -222,10 +222,13 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def reset(engine: Engine) -> None:
-    """Delete every order, cliente and produto."""
+    """Delete every order, request, cliente and produto, and zero the counters."""
     with Session(engine) as session, session.begin():
-        for model in (ItemPedido, Pedido, Produto, Cliente):
+        for model in (ItemPedido, Pedido, Solicitacao, Produto, Cliente):
             session.execute(delete(model))
+        session.execute(
+            update(Contador).values(concluidos=0, rejeitados=0, erros=0, unidades=0, receita=0)
+        )
 
 
 def has_data(engine: Engine) -> bool:
