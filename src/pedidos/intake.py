@@ -48,8 +48,7 @@ def run_recorded(
 
     A reused idempotency key replays the first outcome; raises the rejection to replay one.
     """
-    if rt.processor.free_slots() <= 0:
-        raise Overloaded(retry_after=1)  # refuse before recording: nothing to clean up
+    rt.processor.ensure_capacity()  # refuse before recording: nothing to clean up
     recorded = _record_once(rt, order, chave)
     if isinstance(recorded, Stored):
         return _replay(rt, recorded, order)

@@ -272,6 +272,13 @@ class PedidoProcessor:
         with self._lock:
             return self._workers + self._queue_size - self._in_flight
 
+    def ensure_capacity(self) -> None:
+        """Raise Overloaded, and count it, when no order would be admitted right now."""
+        if self.free_slots() <= 0:
+            with self._lock:
+                self._overloaded += 1
+            raise Overloaded(retry_after=1)
+
     def submit(self, job: Job) -> Future[PedidoResult]:
         """Queue one order; the future yields its result or raises its rejection or error."""
         if not self._slots.acquire(blocking=False):
