@@ -10,17 +10,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from pedidos.models import (
     CENT,
+    Base,
     Cliente,
     Estado,
-    ItemPedido,
-    Pedido,
+    Money,
     Produto,
-    Solicitacao,
     utc_now,
 )
 from pedidos.tallies import count_outcome
@@ -180,6 +179,39 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
     return record(session, plan)
 
 
+# The order's statements, built once: each order only binds its values (hot path).
+_produtos = Base.metadata.tables["produtos"]
+_clientes = Base.metadata.tables["clientes"]
+_solicitacoes = Base.metadata.tables["solicitacoes"]
+_LOCK_PRODUTOS = (
+    select(_produtos.c.id, _produtos.c.preco, _produtos.c.estoque)
+    .where(_produtos.c.id.in_(bindparam("produto_ids", expanding=True)))
+    .order_by(_produtos.c.id)
+    .with_for_update()
+)
+_LOCK_CLIENTE = (
+    select(_clientes.c.saldo).where(_clientes.c.id == bindparam("cliente")).with_for_update()
+)
+_DEBIT_ESTOQUE = (
+    update(_produtos)
+    .where(_produtos.c.id == bindparam("produto"))
+    .values(estoque=_produtos.c.estoque - bindparam("unidades", type_=Integer()))
+)
+_DEBIT_SALDO = (
+    update(_clientes)
+    .where(_clientes.c.id == bindparam("cliente"))
+    .values(saldo=_clientes.c.saldo - bindparam("valor", type_=Money()))
+)
+_NEW_SOLICITACAO = insert(_solicitacoes).returning(_solicitacoes.c.id)
+_CONCLUDE_SOLICITACAO = (
+    update(_solicitacoes)
+    .where(_solicitacoes.c.id == bindparam("solicitacao"))
+    .values(estado=Estado.CONCLUIDO.value, prazo=None, atualizado_em=bindparam("agora"))
+)
+_NEW_PEDIDO = insert(Base.metadata.tables["pedidos"])
+_NEW_ITENS = insert(Base.metadata.tables["itens_pedido"])
+
+
 def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     """Lock the order's rows and check estoque and saldo under the locks.
 
@@ -188,12 +220,7 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     """
     itens = request.merged_itens()
     produto_ids = [item.produto_id for item in itens]
-    locked = session.execute(
-        select(Produto.id, Produto.preco, Produto.estoque)
-        .where(Produto.id.in_(produto_ids))
-        .order_by(Produto.id)
-        .with_for_update()
-    ).all()
+    locked = session.execute(_LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
     produtos = {row.id: row for row in locked}
     missing = [produto_id for produto_id in produto_ids if produto_id not in produtos]
     if missing:
@@ -209,9 +236,7 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     )
     total = sum((result.subtotal for result in results), Decimal("0.00"))
 
-    saldo = session.execute(
-        select(Cliente.saldo).where(Cliente.id == request.cliente_id).with_for_update()
-    ).scalar_one_or_none()
+    saldo = session.execute(_LOCK_CLIENTE, {"cliente": request.cliente_id}).scalar_one_or_none()
     if saldo is None:
         raise ClienteNaoEncontrado(request.cliente_id)
     if saldo < total:
@@ -224,19 +249,11 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
 def debit(session: Session, plan: PedidoPlan) -> None:
     """Take the stock and the money. Parent rows are updated before the child rows are
     inserted, so the inserts' foreign-key checks never need to upgrade a shared lock."""
-    for item in plan.itens:
-        session.execute(
-            update(Produto)
-            .where(Produto.id == item.produto_id)
-            .values(estoque=Produto.estoque - item.quantidade)
-            .execution_options(synchronize_session=False)
-        )
     session.execute(
-        update(Cliente)
-        .where(Cliente.id == plan.cliente_id)
-        .values(saldo=Cliente.saldo - plan.total)
-        .execution_options(synchronize_session=False)
+        _DEBIT_ESTOQUE,
+        [{"produto": item.produto_id, "unidades": item.quantidade} for item in plan.itens],
     )
+    session.execute(_DEBIT_SALDO, {"cliente": plan.cliente_id, "valor": plan.total})
 
 
 def record(session: Session, plan: PedidoPlan) -> PedidoResult:
@@ -247,32 +264,25 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     """
     now = utc_now()
     if plan.solicitacao_id is None:
-        pedido_id = session.execute(
-            insert(Solicitacao)
-            .values(
-                payload=plan.payload,
-                estado=Estado.CONCLUIDO,
-                tentativas=1,
-                criado_em=now,
-                atualizado_em=now,
-            )
-            .returning(Solicitacao.id)
+        pedido_id: int = session.execute(
+            _NEW_SOLICITACAO,
+            {
+                "payload": plan.payload,
+                "estado": Estado.CONCLUIDO.value,
+                "tentativas": 1,
+                "criado_em": now,
+                "atualizado_em": now,
+            },
         ).scalar_one()
     else:
         pedido_id = plan.solicitacao_id
-        session.execute(
-            update(Solicitacao)
-            .where(Solicitacao.id == pedido_id)
-            .values(estado=Estado.CONCLUIDO, prazo=None, atualizado_em=now)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_CONCLUDE_SOLICITACAO, {"solicitacao": pedido_id, "agora": now})
     session.execute(
-        insert(Pedido).values(
-            id=pedido_id, cliente_id=plan.cliente_id, total=plan.total, criado_em=now
-        )
+        _NEW_PEDIDO,
+        {"id": pedido_id, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now},
     )
     session.execute(
-        insert(ItemPedido),
+        _NEW_ITENS,
         [
             {
                 "pedido_id": pedido_id,

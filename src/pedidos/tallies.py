@@ -7,10 +7,29 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from pedidos.models import SHARDS, Contador, Estado, Solicitacao, money_sum
+from pedidos.models import SHARDS, Base, Contador, Estado, Money, Solicitacao, money_sum
+
+_contadores = Base.metadata.tables["contadores"]
+_OF_SHARD = _contadores.c.shard == bindparam("alvo")
+# One prepared UPDATE per final state; the hot path only binds numbers.
+_COUNT = {
+    Estado.CONCLUIDO: update(_contadores)
+    .where(_OF_SHARD)
+    .values(
+        concluidos=_contadores.c.concluidos + bindparam("mais_pedidos", type_=BigInteger()),
+        unidades=_contadores.c.unidades + bindparam("mais_unidades", type_=BigInteger()),
+        receita=_contadores.c.receita + bindparam("mais_receita", type_=Money(18)),
+    ),
+    Estado.REJEITADO: update(_contadores)
+    .where(_OF_SHARD)
+    .values(rejeitados=_contadores.c.rejeitados + bindparam("mais_pedidos", type_=BigInteger())),
+    Estado.ERRO: update(_contadores)
+    .where(_OF_SHARD)
+    .values(erros=_contadores.c.erros + bindparam("mais_pedidos", type_=BigInteger())),
+}
 
 
 def count_outcome(
@@ -25,20 +44,10 @@ def count_outcome(
     Take this lock last in a transaction: it is the only counter row the transaction
     touches, so it cannot take part in a lock cycle.
     """
-    column = {
-        Estado.CONCLUIDO: Contador.concluidos,
-        Estado.REJEITADO: Contador.rejeitados,
-        Estado.ERRO: Contador.erros,
-    }[estado]
-    values: dict[str, Any] = {column.key: column + pedidos}
+    values: dict[str, Any] = {"alvo": random.randrange(SHARDS), "mais_pedidos": pedidos}
     if estado is Estado.CONCLUIDO:
-        values |= {"unidades": Contador.unidades + unidades, "receita": Contador.receita + receita}
-    session.execute(
-        update(Contador)
-        .where(Contador.shard == random.randrange(SHARDS))
-        .values(values)
-        .execution_options(synchronize_session=False)
-    )
+        values |= {"mais_unidades": unidades, "mais_receita": receita}
+    session.execute(_COUNT[estado], values)
 
 
 @dataclass(frozen=True)
