@@ -10,16 +10,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, insert, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import Integer, Select, Table, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from pedidos.models import (
     CENT,
     Base,
-    Cliente,
     Estado,
     Money,
-    Produto,
     utc_now,
 )
 from pedidos.tallies import count_outcome
@@ -300,22 +298,32 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
     """An arriving order: a random cliente buys one unit of a random produto."""
-    cliente_id = _random_id(session, Cliente.id, rng)
-    produto_id = _random_id(session, Produto.id, rng)
+    cliente_id = _random_id(session, _RANDOM_CLIENTE, rng)
+    produto_id = _random_id(session, _RANDOM_PRODUTO, rng)
     if cliente_id is None or produto_id is None:
         raise NadaParaSimular()
     return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
 
 
-def _random_id(
-    session: Session, id_column: InstrumentedAttribute[int], rng: random.Random
-) -> int | None:
-    # Index-only: MIN/MAX and one range seek, fast at any size (ORDER BY RAND() sorts all rows).
-    low, high = session.execute(select(func.min(id_column), func.max(id_column))).one()
+RandomPick = tuple[Select[Any], Select[Any]]
+
+
+def _random_pick(table: Table) -> RandomPick:
+    # Index-only: MIN/MAX, then one range seek; fast at any size (ORDER BY RAND() sorts all).
+    bounds = select(func.min(table.c.id), func.max(table.c.id))
+    seek = select(table.c.id).where(table.c.id >= bindparam("pick")).order_by(table.c.id).limit(1)
+    return bounds, seek
+
+
+_RANDOM_CLIENTE = _random_pick(_clientes)
+_RANDOM_PRODUTO = _random_pick(_produtos)
+
+
+def _random_id(session: Session, pick: RandomPick, rng: random.Random) -> int | None:
+    bounds, seek = pick
+    row = session.execute(bounds).one()
+    low, high = row[0], row[1]
     if low is None:
         return None
-    pick = rng.randint(low, high)
-    found = session.execute(
-        select(id_column).where(id_column >= pick).order_by(id_column).limit(1)
-    ).scalar_one_or_none()
-    return found if found is not None else low
+    found = session.execute(seek, {"pick": rng.randint(low, high)}).scalar_one_or_none()
+    return int(found if found is not None else low)
