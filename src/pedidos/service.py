@@ -321,9 +321,9 @@ _RANDOM_PRODUTO = _random_pick(_produtos)
 
 def _random_id(session: Session, pick: RandomPick, rng: random.Random) -> int | None:
     bounds, seek = pick
-    row = session.execute(bounds).one()
-    low, high = row[0], row[1]
-    if low is None:
+    bound: tuple[int | None, int | None] = tuple(session.execute(bounds).one())
+    low, high = bound
+    if low is None or high is None:
         return None
     found = session.execute(seek, {"pick": rng.randint(low, high)}).scalar_one_or_none()
     return int(found if found is not None else low)
