@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint typecheck check format bench audit clean
+.PHONY: install run test faults lint typecheck check format bench simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,14 @@ typecheck: install
 
 check: lint typecheck test
 
-## HTTP simulation on MariaDB at concurrency 1, 16 and 64 (see benchmarks/simulate.sh).
+## The benchmark: scenarios x modes x concurrency on MariaDB and SQLite; table, JSON and chart
+## under benchmarks/results/. BENCH_ARGS passes options, e.g. BENCH_ARGS="--orders 300".
 bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## The simulator over HTTP on MariaDB at concurrency 1, 16 and 64.
+simulate: install
 	bash benchmarks/simulate.sh
 
 ## Security lint. B311 (random) is skipped: random picks backoff jitter, counter shards and

@@ -13,18 +13,17 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from benchmarks.baseline import naive_read_modify_write
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.invariants import missing_pedidos, violations
-from pedidos.models import Cliente, Produto
+from pedidos.models import Produto
 from pedidos.processor import PedidoProcessor
 from pedidos.service import (
-    EstoqueInsuficiente,
     ItemRequest,
-    ItemResult,
     PedidoPlan,
     PedidoRejeitado,
     PedidoRequest,
@@ -163,37 +162,6 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
     assert after.pedidos == 18
     with store.sessions.begin() as session:
         assert missing_pedidos(session, [o.id for o in committed]) == []
-
-
-def naive_read_modify_write(session: Session, request: PedidoRequest) -> PedidoResult:
-    """The bug every e-commerce tracker reports: read without locks, think, write absolute
-    values. Used only to prove that the checks can see a race."""
-    lines = []
-    for item in request.merged_itens():
-        estoque, preco = session.execute(
-            select(Produto.estoque, Produto.preco).where(Produto.id == item.produto_id)
-        ).one()
-        if estoque < item.quantidade:
-            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
-        lines.append((ItemResult(item.produto_id, item.quantidade, preco), estoque))
-    saldo = session.execute(
-        select(Cliente.saldo).where(Cliente.id == request.cliente_id)
-    ).scalar_one()
-    total = sum((line.subtotal for line, _ in lines), Decimal("0.00"))
-    if saldo < total:
-        raise SaldoInsuficiente(request.cliente_id, saldo, total)
-    time.sleep(0.01)
-    for line, estoque in lines:
-        session.execute(
-            update(Produto)
-            .where(Produto.id == line.produto_id)
-            .values(estoque=estoque - line.quantidade)
-        )
-    session.execute(
-        update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - total)
-    )
-    itens = tuple(line for line, _ in lines)
-    return record(session, PedidoPlan(request.cliente_id, itens, total, None, request.to_payload()))
 
 
 def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 from sqlalchemy import Engine, create_engine, func, select, text
 
+from benchmarks.baseline import naive_read_modify_write
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.db import make_engine, upgrade_schema
@@ -35,7 +36,7 @@ from tests.faults.conftest import (
     seed_catalog,
 )
 from tests.faults.harness import LoadResult, PrivateMariaDB, ServiceProcess, run_load, wait_until
-from tests.test_concurrency import naive_read_modify_write, release_together
+from tests.test_concurrency import release_together
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(600)]
 
