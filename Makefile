@@ -20,7 +20,8 @@ run: install
 	$(BIN)/pedidos seed --if-empty --clientes 1000 --produtos 200
 	$(BIN)/pedidos serve
 
-## The whole suite: SQLite and MariaDB (MariaDB tests skip locally if it is down; fail under CI=true).
+## The test suite on SQLite and MariaDB (MariaDB tests skip locally if it is down, fail under
+## CI=true). Fault injection is `make faults`.
 test: install
 	$(BIN)/pytest
 
