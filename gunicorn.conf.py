@@ -13,4 +13,6 @@ worker_class = "gthread"
 threads = 16
 # On SIGTERM a worker gets this long to finish the orders it accepted.
 graceful_timeout = 30
+# Clients reuse connections under load; a longer keep-alive avoids resets mid-reuse.
+keepalive = 5
 timeout = 60

@@ -38,6 +38,7 @@ from pedidos.seed import reset
 from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, place_pedido
 
 RESULTS = Path(__file__).parent / "results"
+BATCH_SIZE = 64  # the "batched" mode, and PEDIDOS_BATCH_SIZE of the gunicorn behind "http"
 DATABASES = {
     "mariadb": "mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4",
     "sqlite": "sqlite:///instance/bench.sqlite3",
@@ -162,7 +163,7 @@ def closed_loop(
 
 
 def processor_sender(
-    engine: Engine, work: Work, concurrency: int
+    engine: Engine, work: Work, concurrency: int, batch_size: int = 1
 ) -> tuple[Callable[[PedidoRequest], str], PedidoProcessor]:
     processor = PedidoProcessor(
         make_sessions(engine),
@@ -170,6 +171,7 @@ def processor_sender(
         queue_size=max(concurrency, 16),
         max_retries=20,
         work=work,
+        batch_size=batch_size,
     )
 
     def send(request: PedidoRequest) -> str:
@@ -207,7 +209,12 @@ def http_sender(url: str, concurrency: int) -> tuple[Callable[[PedidoRequest], s
 @contextmanager
 def gunicorn(database_url: str, port: int) -> Iterator[str]:
     """The production server: gunicorn with threaded workers, one per core."""
-    env = {**os.environ, "DATABASE_URL": database_url, "PEDIDOS_RECOVERY_INTERVAL": "0"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PEDIDOS_RECOVERY_INTERVAL": "0",
+        "PEDIDOS_BATCH_SIZE": str(BATCH_SIZE),
+    }
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
         "--config",
@@ -279,7 +286,8 @@ def run(
                             client.close()
                     else:
                         work = make_naive(think_seconds=0) if mode == "naive" else place_pedido
-                        send, processor = processor_sender(engine, work, concurrency)
+                        batch = BATCH_SIZE if mode == "batched" else 1
+                        send, processor = processor_sender(engine, work, concurrency, batch)
                         run_cell(engine, cell, scenario, send)
                         processor.shutdown()
                     cells.append(cell)
@@ -352,7 +360,7 @@ def plot(summaries: list[dict[str, Any]]) -> None:
     for row, database in enumerate(databases):
         for column, scenario in enumerate(scenarios):
             axis = axes[row][column]
-            for mode in ("processor", "http", "naive"):
+            for mode in ("processor", "batched", "http", "naive"):
                 line = [
                     c
                     for c in summaries
@@ -374,7 +382,7 @@ def plot(summaries: list[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", default="mariadb,sqlite")
-    parser.add_argument("--modes", default="naive,processor,http")
+    parser.add_argument("--modes", default="naive,processor,batched,http")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--replot", action="store_true", help="redraw the chart from latest.json")

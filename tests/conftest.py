@@ -160,10 +160,19 @@ def make_processor(
     built: list[PedidoProcessor] = []
 
     def build(
-        work: Work = place_pedido, workers: int = 16, queue_size: int = 256, max_retries: int = 5
+        work: Work = place_pedido,
+        workers: int = 16,
+        queue_size: int = 256,
+        max_retries: int = 5,
+        batch_size: int = 1,
     ) -> PedidoProcessor:
         processor = PedidoProcessor(
-            sessions, workers=workers, queue_size=queue_size, max_retries=max_retries, work=work
+            sessions,
+            workers=workers,
+            queue_size=queue_size,
+            max_retries=max_retries,
+            work=work,
+            batch_size=batch_size,
         )
         built.append(processor)
         return processor

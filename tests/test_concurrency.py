@@ -72,8 +72,9 @@ def one_unit(cliente_id: int, produto_id: int) -> PedidoRequest:
     return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
 
 
+@pytest.mark.parametrize("batch_size", [1, 16], ids=["one-by-one", "batched"])
 def test_many_mixed_orders_keep_every_invariant(
-    store: Store, make_processor: MakeProcessor
+    store: Store, make_processor: MakeProcessor, batch_size: int
 ) -> None:
     rng = random.Random(11)
     clientes = [store.cliente(f"{rng.randint(20, 300)}.{rng.randint(0, 99):02d}") for _ in range(6)]
@@ -91,7 +92,7 @@ def test_many_mixed_orders_keep_every_invariant(
     ]
     before = store.ledger()
 
-    outcomes = submit_together(make_processor(workers=16), requests)
+    outcomes = submit_together(make_processor(workers=16, batch_size=batch_size), requests)
 
     committed = [o for o in outcomes if isinstance(o, PedidoResult)]
     rejected = [o for o in outcomes if isinstance(o, PedidoRejeitado)]
@@ -121,11 +122,16 @@ def test_scarce_stock_sells_exactly_what_exists(
     assert store.ledger().unidades == 10
 
 
-def test_poor_cliente_never_goes_negative(store: Store, make_processor: MakeProcessor) -> None:
+@pytest.mark.parametrize("batch_size", [1, 16], ids=["one-by-one", "batched"])
+def test_poor_cliente_never_goes_negative(
+    store: Store, make_processor: MakeProcessor, batch_size: int
+) -> None:
     cliente = store.cliente("50.00")
     produto = store.produto("10.00", 1000)
 
-    outcomes = submit_together(make_processor(workers=20), [one_unit(cliente, produto)] * 30)
+    outcomes = submit_together(
+        make_processor(workers=4, batch_size=batch_size), [one_unit(cliente, produto)] * 30
+    )
 
     assert sum(isinstance(o, PedidoResult) for o in outcomes) == 5
     assert sum(isinstance(o, SaldoInsuficiente) for o in outcomes) == 25

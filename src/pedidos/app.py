@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         work=work,
         executor=settings.executor,
         database_url=settings.database_url,
+        batch_size=settings.batch_size,
     )
     runtime = Runtime(settings, engine, sessions, make_sessions(engine, read_only=True), processor)
     if settings.recovery_interval > 0:

@@ -58,6 +58,7 @@ class Settings:
     recovery_interval: float = 5.0
     max_attempts: int = 10
     lock_wait_timeout: int = 10
+    batch_size: int = 32
 
     @property
     def pool_size(self) -> int:
@@ -89,4 +90,5 @@ class Settings:
             recovery_interval=_number(env, "PEDIDOS_RECOVERY_INTERVAL", cls.recovery_interval, 0.0),
             max_attempts=_number(env, "PEDIDOS_MAX_ATTEMPTS", cls.max_attempts, 1),
             lock_wait_timeout=_number(env, "PEDIDOS_LOCK_WAIT_TIMEOUT", cls.lock_wait_timeout, 1),
+            batch_size=_number(env, "PEDIDOS_BATCH_SIZE", cls.batch_size, 1),
         )

@@ -7,9 +7,10 @@ import multiprocessing
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +23,7 @@ from pedidos.service import (
     PedidoRejeitado,
     PedidoRequest,
     PedidoResult,
+    place_batch,
     place_pedido,
     random_pedido_request,
 )
@@ -183,6 +185,72 @@ def _run_recorded(sessions: sessionmaker[Session], work: Work, solicitacao_id: i
         return Outcome(None, rejection)
 
 
+def run_batch(
+    sessions: sessionmaker[Session], jobs: list[PedidoRequest | None], max_retries: int
+) -> list[Outcome | BaseException]:
+    """Run direct orders together in one transaction (see service.place_batch).
+
+    A transient error retries the whole batch. Anything else falls back to running each
+    order on its own, so that one bad order cannot fail the others.
+    """
+    rng = random.Random()
+    retries: list[str] = []
+    while True:
+        try:
+            settled = [Outcome.of(s) for s in _run_batch_once(sessions, jobs, rng)]
+            if retries:  # counted once, on the first order of the batch
+                settled[0] = replace(settled[0], retries=tuple(retries))
+            outcomes: list[Outcome | BaseException] = []
+            outcomes.extend(settled)
+            return outcomes
+        except DBAPIError as error:
+            code = retry_code(error)
+            if code is None or len(retries) >= max_retries:
+                break
+            retries.append(code)
+        except Exception:
+            break
+        time.sleep(backoff_seconds(len(retries), rng))
+    log.warning("batch of %d failed; running its orders one by one", len(jobs))
+    one_by_one: list[Outcome | BaseException] = []
+    for job in jobs:
+        try:
+            one_by_one.append(run_order(sessions, place_pedido, job, max_retries))
+        except Exception as error:
+            one_by_one.append(error)
+    return one_by_one
+
+
+def _run_batch_once(
+    sessions: sessionmaker[Session], jobs: list[PedidoRequest | None], rng: random.Random
+) -> list[PedidoResult | PedidoRejeitado]:
+    settled: list[PedidoResult | PedidoRejeitado] = []
+    decided = False
+    try:
+        with sessions.begin() as session:
+            requests: list[PedidoRequest | PedidoRejeitado] = []
+            for job in jobs:
+                try:
+                    requests.append(job or random_pedido_request(session, rng))
+                except PedidoRejeitado as rejection:
+                    requests.append(rejection)
+            orders = [r for r in requests if isinstance(r, PedidoRequest)]
+            placed = iter(place_batch(session, orders) if orders else [])
+            settled = [r if isinstance(r, PedidoRejeitado) else next(placed) for r in requests]
+            decided = True
+    except DBAPIError:
+        if not decided:
+            raise  # failed before COMMIT: nothing persisted, safe to retry
+        committed = [s for s in settled if isinstance(s, PedidoResult)]
+        if not committed:
+            return settled  # only rejections: there was nothing to commit
+        # COMMIT failed: the batch's request rows commit with it, so one of them tells.
+        if _committed(sessions, committed[0].id, rng):
+            return settled
+        raise
+    return settled
+
+
 @dataclass(frozen=True)
 class ProcessorStats:
     """A consistent snapshot of the processor's counters."""
@@ -195,6 +263,7 @@ class ProcessorStats:
     completed: int
     failed: int
     overloaded: int
+    batches: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
 
@@ -238,8 +307,13 @@ class PedidoProcessor:
         work: Work = place_pedido,
         executor: ExecutorKind = "thread",
         database_url: str | None = None,
+        batch_size: int = 1,
     ) -> None:
         self._sessions = sessions
+        # Direct orders waiting for a worker; whichever worker runs first takes up to
+        # batch_size of them into one transaction (only with the standard work, on threads).
+        self._batch_size = batch_size if work is place_pedido and executor == "thread" else 1
+        self._waiting: deque[tuple[PedidoRequest | None, Future[Outcome]]] = deque()
         self._work = work
         self._max_retries = max_retries
         self._kind: ExecutorKind = executor
@@ -251,6 +325,7 @@ class PedidoProcessor:
         self._completed = 0
         self._failed = 0
         self._overloaded = 0
+        self._batches = 0
         self._rejected: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
         self._executor: Executor
@@ -289,7 +364,17 @@ class PedidoProcessor:
             self._in_flight += 1
         public: Future[PedidoResult] = Future()
         try:
-            if self._kind == "process":
+            if self._batch_size > 1 and not isinstance(job, Durable):
+                task: Future[Outcome] = Future()
+                entry = (job, task)
+                self._waiting.append(entry)
+                try:
+                    self._executor.submit(self._run_waiting)
+                except RuntimeError:
+                    with suppress(ValueError):  # a running worker may have taken it already
+                        self._waiting.remove(entry)
+                    raise
+            elif self._kind == "process":
                 task = self._executor.submit(_run_in_process_worker, job)
             else:
                 task = self._executor.submit(
@@ -304,6 +389,32 @@ class PedidoProcessor:
             raise
         task.add_done_callback(lambda done: self._settle(done, public))
         return public
+
+    def _run_waiting(self) -> None:
+        """Take up to batch_size waiting orders and run them in one transaction."""
+        batch: list[tuple[PedidoRequest | None, Future[Outcome]]] = []
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._waiting.popleft())
+            except IndexError:
+                break  # the others were taken by workers that started earlier
+        if not batch:
+            return
+        outcomes: list[Outcome | BaseException]
+        try:
+            if len(batch) == 1:  # nothing to share: the single-order path is cheaper
+                outcomes = [run_order(self._sessions, place_pedido, batch[0][0], self._max_retries)]
+            else:
+                with self._lock:
+                    self._batches += 1
+                outcomes = run_batch(self._sessions, [job for job, _ in batch], self._max_retries)
+        except BaseException as error:
+            outcomes = [error] * len(batch)
+        for (_, task), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                task.set_exception(outcome)
+            else:
+                task.set_result(outcome)
 
     def _finish(self) -> None:
         with self._lock:
@@ -347,6 +458,7 @@ class PedidoProcessor:
                 completed=self._completed,
                 failed=self._failed,
                 overloaded=self._overloaded,
+                batches=self._batches,
                 rejected=dict(self._rejected),
                 retries=dict(self._retries),
             )

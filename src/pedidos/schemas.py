@@ -191,6 +191,7 @@ class ProcessorOut(BaseModel):
     completed: int
     failed: int
     overloaded: int
+    batches: int = Field(description="Transactions that ran several direct orders together")
     rejected: dict[str, int]
     retries: dict[str, int]
 
