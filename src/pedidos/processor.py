@@ -294,7 +294,8 @@ class PedidoProcessor:
 
     `concurrent.futures` executors queue without limit, so admission is bounded here by a
     semaphore: at most `workers + queue_size` orders are in flight; beyond that `submit`
-    raises Overloaded instead of letting memory grow.
+    raises Overloaded instead of letting memory grow. With `batch_size > 1`, direct orders
+    that wait for a worker are run together (see `run_batch`).
     """
 
     def __init__(
