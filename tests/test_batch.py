@@ -7,12 +7,13 @@ from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.invariants import missing_pedidos, violations
-from pedidos.models import Cliente, Produto
-from pedidos.processor import PedidoProcessor
+from pedidos.models import Cliente, Pedido, Produto
+from pedidos.processor import Outcome, PedidoProcessor, run_batch
 from pedidos.seed import reset
 from pedidos.service import (
     ItemRequest,
@@ -24,6 +25,7 @@ from pedidos.service import (
 )
 from tests.conftest import Store
 from tests.test_concurrency import release_together
+from tests.test_durable import lost_connection
 
 MakeProcessor = Callable[..., PedidoProcessor]
 
@@ -120,3 +122,33 @@ def test_batched_processor_sells_exactly_the_stock(
     stats = processor.stats()
     assert stats.batches < 60  # orders shared transactions
     assert (stats.completed, stats.rejected) == (10, {"estoque_insuficiente": 50})
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
+def test_a_batch_whose_commit_connection_drops_is_never_doubled(
+    sessions: sessionmaker[Session], store: Store, landed: bool
+) -> None:
+    clientes = [store.cliente("10.00") for _ in range(5)]
+    produto = store.produto("1.00", 100)
+    jobs: list[PedidoRequest | None] = [
+        PedidoRequest(c, (ItemRequest(produto, 1),)) for c in clientes
+    ]
+    failures = [1]
+
+    def lose_the_connection_once(_session: Session) -> None:
+        if failures:
+            failures.pop()
+            raise lost_connection()
+
+    hook = "after_commit" if landed else "before_commit"
+    event.listen(sessions, hook, lose_the_connection_once)
+    try:
+        outcomes = run_batch(sessions, jobs, max_retries=3)
+    finally:
+        event.remove(sessions, hook, lose_the_connection_once)
+
+    results = [o.result for o in outcomes if isinstance(o, Outcome)]
+    assert len(results) == 5 and all(r is not None for r in results)
+    assert store.count(Pedido) == 5 and store.estoque(produto) == 95
+    retried = outcomes[0].retries if isinstance(outcomes[0], Outcome) else ()
+    assert retried == (() if landed else ("connection_lost",))

@@ -208,6 +208,8 @@ def run_batch(
             if code is None or len(retries) >= max_retries:
                 break
             retries.append(code)
+        except CommitIndeterminado:
+            raise  # running the orders again could apply them twice
         except Exception:
             break
         time.sleep(backoff_seconds(len(retries), rng))
