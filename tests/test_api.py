@@ -258,7 +258,7 @@ def test_relatorio_pages_newest_first_with_a_cursor(
     cursor = None
     pages = 0
     while True:
-        url = "/relatorio?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        url = "/relatorio?limit=2&resumo=true" + (f"&cursor={cursor}" if cursor else "")
         body = client.get(url).get_json()
         assert (body["resumo"] is None) == (cursor is not None)  # summary on the first page only
         seen.extend(p["id"] for p in body["pedidos"])
@@ -271,7 +271,8 @@ def test_relatorio_pages_newest_first_with_a_cursor(
 
 
 def test_relatorio_summary_and_filters(client: FlaskClient, history: dict[str, int]) -> None:
-    resumo = client.get("/relatorio").get_json()["resumo"]
+    assert client.get("/relatorio").get_json()["resumo"] is None  # only when asked for
+    resumo = client.get("/relatorio?resumo=true").get_json()["resumo"]
     assert (resumo["pedidos"], resumo["unidades"], resumo["receita"]) == (5, 13, "77.50")
     assert resumo["por_produto"][0] == {
         "produto_id": history["cafe"],
@@ -284,16 +285,16 @@ def test_relatorio_summary_and_filters(client: FlaskClient, history: dict[str, i
         "Bia Lima": (2, "32.50"),
     }
 
-    by_cliente = client.get(f"/relatorio?cliente_id={history['bia']}").get_json()
+    by_cliente = client.get(f"/relatorio?resumo=true&cliente_id={history['bia']}").get_json()
     assert {p["cliente_id"] for p in by_cliente["pedidos"]} == {history["bia"]}
     assert by_cliente["resumo"]["receita"] == "32.50"
 
-    by_produto = client.get(f"/relatorio?produto_id={history['pao']}").get_json()
+    by_produto = client.get(f"/relatorio?resumo=true&produto_id={history['pao']}").get_json()
     assert len(by_produto["pedidos"]) == 3
     assert by_produto["resumo"]["unidades"] == 7
     assert by_produto["resumo"]["receita"] == "17.50"
 
-    future = client.get("/relatorio?desde=2999-01-01T00:00:00Z").get_json()
+    future = client.get("/relatorio?resumo=true&desde=2999-01-01T00:00:00Z").get_json()
     assert future["pedidos"] == [] and future["resumo"]["pedidos"] == 0
     past = client.get("/relatorio?ate=2000-01-01T00:00:00%2B03:00").get_json()
     assert past["pedidos"] == []

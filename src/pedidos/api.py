@@ -158,8 +158,8 @@ def get_pedido(pedido_id: int) -> Response:
     Operation(
         summary="Successful orders, newest first, with a summary",
         tag="relatorio",
-        description="Keyset pagination: pass next_cursor back as cursor. The summary (SQL "
-        "aggregates over every order matching the filters) comes with the first page.",
+        description="Keyset pagination: pass next_cursor back as cursor. With resumo=true "
+        "the first page also carries the summary: SQL aggregates over every matching order.",
         query=RelatorioQuery,
         responses={200: RelatorioOut, 422: None},
     )

@@ -93,7 +93,11 @@ class RelatorioQuery(QueryInput):
     cursor: Annotated[str, Field(max_length=200)] | None = Field(
         None, description="Opaque cursor from the previous page's next_cursor"
     )
-    resumo: bool = Field(True, description="Include the summary (first page only)")
+    resumo: bool = Field(
+        False,
+        description="Include the summary on the first page. It aggregates every matching "
+        "order, so over millions of unfiltered orders it takes seconds; pages never do.",
+    )
     top: Annotated[int, Field(ge=1, le=100)] = 10
 
 
