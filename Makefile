@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint typecheck check format bench simulate audit clean
+.PHONY: install run test faults lint typecheck check format bench bench-reads simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ check: lint typecheck test
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## Read latency with 1,000,000 orders on MariaDB: report pages, filters, summary, status.
+bench-reads: install
+	$(BIN)/python -m benchmarks.reads $(BENCH_ARGS)
 
 ## The simulator over HTTP on MariaDB at concurrency 1, 16 and 64.
 simulate: install
