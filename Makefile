@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint typecheck check format bench bench-reads simulate audit clean
+.PHONY: install run test faults lint typecheck check format bench bench-reads bench-wrk simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: install
 ## Read latency with 1,000,000 orders on MariaDB: report pages, filters, summary, status.
 bench-reads: install
 	$(BIN)/python -m benchmarks.reads $(BENCH_ARGS)
+
+## Server-side HTTP throughput with wrk (Debian package), gunicorn and MariaDB.
+bench-wrk: install
+	bash benchmarks/wrk.sh
 
 ## The simulator over HTTP on MariaDB at concurrency 1, 16 and 64.
 simulate: install

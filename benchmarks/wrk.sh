@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Server-side HTTP throughput with a load generator written in C (wrk, Debian package `wrk`),
+# so that Python client cost does not count against the server: gunicorn (gunicorn.conf.py,
+# batching on) on MariaDB, random one-line orders over 10,000 clientes and 10,000 produtos.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
+BIN=.venv/bin
+PORT="${BENCH_PORT:-5096}"
+export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
+export PEDIDOS_RECOVERY_INTERVAL=0
+
+mariadb --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS pedidos_bench"
+"$BIN/pedidos" init-db >/dev/null
+"$BIN/pedidos" seed --reset --clientes 10000 --produtos 10000 --seed 1 2>/dev/null
+read -r CLIENTE_MIN PRODUTO_MIN < <(mariadb --protocol=tcp -h 127.0.0.1 -u root -N -e \
+    "SELECT (SELECT MIN(id) FROM clientes), (SELECT MIN(id) FROM produtos)" pedidos_bench)
+export CLIENTE_MIN PRODUTO_MIN CLIENTE_COUNT=10000 PRODUTO_COUNT=10000
+
+"$BIN/gunicorn" -c gunicorn.conf.py -b "127.0.0.1:$PORT" 'pedidos.wsgi:app' >/dev/null 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+    curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
+    sleep 0.2
+done
+
+for connections in 16 64; do
+    echo "== $connections connections, 15 s"
+    wrk -t2 -c"$connections" -d15s -s benchmarks/wrk/pedido.lua "http://127.0.0.1:$PORT" \
+        | grep -E "Requests/sec|Non-2xx|^requests|^latency"
+done
+curl -s "http://127.0.0.1:$PORT/status"
+echo

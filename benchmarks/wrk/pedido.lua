@@ -1,0 +1,23 @@
+-- wrk script: POST /pedido with one random line per order over the seeded id ranges.
+-- CLIENTE_MIN/CLIENTE_COUNT/PRODUTO_MIN/PRODUTO_COUNT come from the environment.
+local cliente_min = tonumber(os.getenv("CLIENTE_MIN"))
+local cliente_count = tonumber(os.getenv("CLIENTE_COUNT"))
+local produto_min = tonumber(os.getenv("PRODUTO_MIN"))
+local produto_count = tonumber(os.getenv("PRODUTO_COUNT"))
+local headers = { ["Content-Type"] = "application/json" }
+
+request = function()
+  local body = string.format(
+    '{"cliente_id": %d, "itens": [{"produto_id": %d, "quantidade": 1}]}',
+    cliente_min + math.random(0, cliente_count - 1),
+    produto_min + math.random(0, produto_count - 1))
+  return wrk.format("POST", "/pedido", headers, body)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("requests %d, errors: connect %d read %d write %d status %d timeout %d\n",
+    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.status, summary.errors.timeout))
+  io.write(string.format("latency p50 %.1f ms, p99 %.1f ms\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
