@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pedidos.models import Cliente, Produto
-from pedidos.processor import Work
+from pedidos.running import Work
 from pedidos.service import (
     EstoqueInsuficiente,
     ItemResult,

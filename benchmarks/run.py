@@ -33,7 +33,8 @@ from benchmarks.baseline import make_naive
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import take_ledger, violations
 from pedidos.models import Cliente, Produto
-from pedidos.processor import PedidoProcessor, Work
+from pedidos.processor import PedidoProcessor
+from pedidos.running import Work
 from pedidos.seed import reset
 from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, place_pedido
 

@@ -23,7 +23,8 @@ from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, take_ledger
 from pedidos.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao
-from pedidos.processor import PedidoProcessor, Work
+from pedidos.processor import PedidoProcessor
+from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.seed import reset
 from pedidos.service import PedidoResult, place_pedido

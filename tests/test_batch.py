@@ -11,16 +11,17 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos.batch import place_batch
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Cliente, Pedido, Produto
-from pedidos.processor import Outcome, PedidoProcessor, run_batch
+from pedidos.processor import PedidoProcessor
+from pedidos.running import Outcome, run_batch
 from pedidos.seed import reset
 from pedidos.service import (
     ItemRequest,
     PedidoRejeitado,
     PedidoRequest,
     PedidoResult,
-    place_batch,
     place_pedido,
 )
 from tests.conftest import Store

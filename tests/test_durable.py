@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.models import Estado, Pedido, Solicitacao
-from pedidos.processor import Durable, PedidoProcessor
+from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
+from pedidos.running import Durable
 from pedidos.runtime import Runtime
 from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
 from pedidos.solicitacoes import record_request

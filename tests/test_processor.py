@@ -11,13 +11,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.processor import (
-    BACKOFF_CAP_SECONDS,
-    PedidoProcessor,
-    RetriesExhausted,
-    backoff_seconds,
-    retry_code,
-)
+from pedidos.processor import PedidoProcessor
+from pedidos.running import BACKOFF_CAP_SECONDS, RetriesExhausted, backoff_seconds, retry_code
 from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
 from tests.conftest import Store, outcomes_of
 

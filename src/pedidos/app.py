@@ -12,8 +12,9 @@ from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions
 from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
-from pedidos.processor import PedidoProcessor, Work
+from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
+from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.safety import UnsafeSettings, settings_problems
 from pedidos.service import place_pedido

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from pedidos.models import utc_now
 from pedidos.problems import Problem
-from pedidos.processor import Durable, Overloaded
+from pedidos.processor import Overloaded
+from pedidos.running import Durable
 from pedidos.runtime import Runtime
 from pedidos.service import PedidoRejeitado, PedidoRequest, PedidoResult
 from pedidos.solicitacoes import (

@@ -10,7 +10,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from pedidos.processor import CommitIndeterminado, Overloaded, RetriesExhausted, ShuttingDown
+from pedidos.processor import Overloaded, ShuttingDown
+from pedidos.running import CommitIndeterminado, RetriesExhausted
 from pedidos.service import (
     ClienteNaoEncontrado,
     EstoqueInsuficiente,

@@ -9,7 +9,8 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.processor import Durable, Overloaded, PedidoProcessor
+from pedidos.processor import Overloaded, PedidoProcessor
+from pedidos.running import Durable
 from pedidos.solicitacoes import claim_due
 
 log = logging.getLogger(__name__)

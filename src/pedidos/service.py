@@ -10,14 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from pedidos import statements
 from pedidos.models import (
     CENT,
-    Base,
     Estado,
-    Money,
     utc_now,
 )
 from pedidos.tallies import count_outcome
@@ -177,49 +175,6 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
     return record(session, plan)
 
 
-# The order's statements, built once: each order only binds its values (hot path).
-_produtos = Base.metadata.tables["produtos"]
-_clientes = Base.metadata.tables["clientes"]
-_solicitacoes = Base.metadata.tables["solicitacoes"]
-_LOCK_PRODUTOS = (
-    select(_produtos.c.id, _produtos.c.preco, _produtos.c.estoque)
-    .where(_produtos.c.id.in_(bindparam("produto_ids", expanding=True)))
-    .order_by(_produtos.c.id)
-    .with_for_update()
-)
-_LOCK_CLIENTE = (
-    select(_clientes.c.saldo).where(_clientes.c.id == bindparam("cliente")).with_for_update()
-)
-_LOCK_CLIENTES = (
-    select(_clientes.c.id, _clientes.c.saldo)
-    .where(_clientes.c.id.in_(bindparam("cliente_ids", expanding=True)))
-    .order_by(_clientes.c.id)
-    .with_for_update()
-)
-_DEBIT_ESTOQUE = (
-    update(_produtos)
-    .where(_produtos.c.id == bindparam("produto"))
-    .values(estoque=_produtos.c.estoque - bindparam("unidades", type_=Integer()))
-)
-_DEBIT_SALDO = (
-    update(_clientes)
-    .where(_clientes.c.id == bindparam("cliente"))
-    .values(saldo=_clientes.c.saldo - bindparam("valor", type_=Money()))
-)
-_NEW_SOLICITACAO = insert(_solicitacoes).returning(_solicitacoes.c.id)
-# Many at once, ids back in the order of the rows sent (SQLAlchemy's insertmanyvalues).
-_NEW_SOLICITACOES = insert(_solicitacoes).returning(
-    _solicitacoes.c.id, sort_by_parameter_order=True
-)
-_CONCLUDE_SOLICITACAO = (
-    update(_solicitacoes)
-    .where(_solicitacoes.c.id == bindparam("solicitacao"))
-    .values(estado=Estado.CONCLUIDO.value, prazo=None, atualizado_em=bindparam("agora"))
-)
-_NEW_PEDIDO = insert(Base.metadata.tables["pedidos"])
-_NEW_ITENS = insert(Base.metadata.tables["itens_pedido"])
-
-
 def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     """Lock the order's rows and check estoque and saldo under the locks.
 
@@ -228,7 +183,7 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     """
     itens = request.merged_itens()
     produto_ids = [item.produto_id for item in itens]
-    locked = session.execute(_LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
+    locked = session.execute(statements.LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
     produtos = {row.id: row for row in locked}
     missing = [produto_id for produto_id in produto_ids if produto_id not in produtos]
     if missing:
@@ -244,7 +199,9 @@ def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
     )
     total = sum((result.subtotal for result in results), Decimal("0.00"))
 
-    saldo = session.execute(_LOCK_CLIENTE, {"cliente": request.cliente_id}).scalar_one_or_none()
+    saldo = session.execute(
+        statements.LOCK_CLIENTE, {"cliente": request.cliente_id}
+    ).scalar_one_or_none()
     if saldo is None:
         raise ClienteNaoEncontrado(request.cliente_id)
     if saldo < total:
@@ -258,10 +215,10 @@ def debit(session: Session, plan: PedidoPlan) -> None:
     """Take the stock and the money. Parent rows are updated before the child rows are
     inserted, so the inserts' foreign-key checks never need to upgrade a shared lock."""
     session.execute(
-        _DEBIT_ESTOQUE,
+        statements.DEBIT_ESTOQUE,
         [{"produto": item.produto_id, "unidades": item.quantidade} for item in plan.itens],
     )
-    session.execute(_DEBIT_SALDO, {"cliente": plan.cliente_id, "valor": plan.total})
+    session.execute(statements.DEBIT_SALDO, {"cliente": plan.cliente_id, "valor": plan.total})
 
 
 def record(session: Session, plan: PedidoPlan) -> PedidoResult:
@@ -273,7 +230,7 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     now = utc_now()
     if plan.solicitacao_id is None:
         pedido_id: int = session.execute(
-            _NEW_SOLICITACAO,
+            statements.NEW_SOLICITACAO,
             {
                 "payload": plan.payload,
                 "estado": Estado.CONCLUIDO.value,
@@ -284,13 +241,13 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
         ).scalar_one()
     else:
         pedido_id = plan.solicitacao_id
-        session.execute(_CONCLUDE_SOLICITACAO, {"solicitacao": pedido_id, "agora": now})
+        session.execute(statements.CONCLUDE_SOLICITACAO, {"solicitacao": pedido_id, "agora": now})
     session.execute(
-        _NEW_PEDIDO,
+        statements.NEW_PEDIDO,
         {"id": pedido_id, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now},
     )
     session.execute(
-        _NEW_ITENS,
+        statements.NEW_ITENS,
         [
             {
                 "pedido_id": pedido_id,
@@ -306,157 +263,16 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
 
 
-def place_batch(
-    session: Session, requests: list[PedidoRequest]
-) -> list[PedidoResult | PedidoRejeitado]:
-    """Many direct orders in the caller's one transaction, each still all or nothing.
-
-    One ordered lock pass takes every produto, then every cliente, the batch touches (the
-    same global order as a single order). Each order is then decided in memory, in arrival
-    order, against what the orders before it left, so the rejections are exactly those of
-    running them one by one. The survivors are written with one statement per table.
-    """
-    merged = [request.merged_itens() for request in requests]
-    produto_ids = sorted({item.produto_id for itens in merged for item in itens})
-    cliente_ids = sorted({request.cliente_id for request in requests})
-    produtos = {
-        row.id: row for row in session.execute(_LOCK_PRODUTOS, {"produto_ids": produto_ids})
-    }
-    saldos: dict[int, Decimal] = {
-        row.id: row.saldo for row in session.execute(_LOCK_CLIENTES, {"cliente_ids": cliente_ids})
-    }
-    estoques = {produto_id: row.estoque for produto_id, row in produtos.items()}
-
-    decided: list[PedidoPlan | PedidoRejeitado] = []
-    for request, itens in zip(requests, merged, strict=True):
-        try:
-            decided.append(_decide(request, itens, produtos, estoques, saldos))
-        except PedidoRejeitado as rejection:
-            decided.append(rejection)
-    plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
-    if not plans:
-        return [d for d in decided if isinstance(d, PedidoRejeitado)]
-
-    estoque_debits: Counter[int] = Counter()
-    saldo_debits: dict[int, Decimal] = {}
-    for plan in plans:
-        for item in plan.itens:
-            estoque_debits[item.produto_id] += item.quantidade
-        saldo_debits[plan.cliente_id] = saldo_debits.get(plan.cliente_id, Decimal(0)) + plan.total
-    session.execute(
-        _DEBIT_ESTOQUE,
-        [{"produto": p, "unidades": q} for p, q in sorted(estoque_debits.items())],
-    )
-    session.execute(
-        _DEBIT_SALDO, [{"cliente": c, "valor": v} for c, v in sorted(saldo_debits.items())]
-    )
-    now = utc_now()
-    ids = (
-        session.execute(
-            _NEW_SOLICITACOES,
-            [
-                {
-                    "payload": plan.payload,
-                    "estado": Estado.CONCLUIDO.value,
-                    "tentativas": 1,
-                    "criado_em": now,
-                    "atualizado_em": now,
-                }
-                for plan in plans
-            ],
-        )
-        .scalars()
-        .all()
-    )
-    session.execute(
-        _NEW_PEDIDO,
-        [
-            {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
-            for i, plan in zip(ids, plans, strict=True)
-        ],
-    )
-    session.execute(
-        _NEW_ITENS,
-        [
-            {
-                "pedido_id": i,
-                "produto_id": item.produto_id,
-                "quantidade": item.quantidade,
-                "preco_unitario": item.preco_unitario,
-            }
-            for i, plan in zip(ids, plans, strict=True)
-            for item in plan.itens
-        ],
-    )
-    count_outcome(
-        session,
-        Estado.CONCLUIDO,
-        pedidos=len(plans),
-        unidades=sum(estoque_debits.values()),
-        receita=sum(saldo_debits.values(), Decimal("0.00")),
-    )
-    committed = iter(
-        PedidoResult(i, plan.cliente_id, plan.total, now, plan.itens)
-        for i, plan in zip(ids, plans, strict=True)
-    )
-    return [d if isinstance(d, PedidoRejeitado) else next(committed) for d in decided]
-
-
-def _decide(
-    request: PedidoRequest,
-    itens: list[ItemRequest],
-    produtos: dict[int, Any],
-    estoques: dict[int, int],
-    saldos: dict[int, Decimal],
-) -> PedidoPlan:
-    """Check one order against what is left, in the single-order path's order of checks;
-    take its stock and money from what is left when it passes."""
-    missing = [item.produto_id for item in itens if item.produto_id not in produtos]
-    if missing:
-        raise ProdutoNaoEncontrado(missing)
-    for item in itens:
-        if estoques[item.produto_id] < item.quantidade:
-            raise EstoqueInsuficiente(item.produto_id, estoques[item.produto_id], item.quantidade)
-    lines = tuple(
-        ItemResult(item.produto_id, item.quantidade, produtos[item.produto_id].preco)
-        for item in itens
-    )
-    total = sum((line.subtotal for line in lines), Decimal("0.00"))
-    saldo = saldos.get(request.cliente_id)
-    if saldo is None:
-        raise ClienteNaoEncontrado(request.cliente_id)
-    if saldo < total:
-        raise SaldoInsuficiente(request.cliente_id, saldo, total)
-    for item in itens:
-        estoques[item.produto_id] -= item.quantidade
-    saldos[request.cliente_id] = saldo - total
-    return PedidoPlan(request.cliente_id, lines, total, None, request.to_payload())
-
-
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
     """An arriving order: a random cliente buys one unit of a random produto."""
-    cliente_id = _random_id(session, _RANDOM_CLIENTE, rng)
-    produto_id = _random_id(session, _RANDOM_PRODUTO, rng)
+    cliente_id = _random_id(session, statements.RANDOM_CLIENTE, rng)
+    produto_id = _random_id(session, statements.RANDOM_PRODUTO, rng)
     if cliente_id is None or produto_id is None:
         raise NadaParaSimular()
     return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
 
 
-RandomPick = tuple[Select[Any], Select[Any]]
-
-
-def _random_pick(table: Table) -> RandomPick:
-    # Index-only: MIN/MAX, then one range seek; fast at any size (ORDER BY RAND() sorts all).
-    bounds = select(func.min(table.c.id), func.max(table.c.id))
-    seek = select(table.c.id).where(table.c.id >= bindparam("pick")).order_by(table.c.id).limit(1)
-    return bounds, seek
-
-
-_RANDOM_CLIENTE = _random_pick(_clientes)
-_RANDOM_PRODUTO = _random_pick(_produtos)
-
-
-def _random_id(session: Session, pick: RandomPick, rng: random.Random) -> int | None:
+def _random_id(session: Session, pick: statements.RandomPick, rng: random.Random) -> int | None:
     bounds, seek = pick
     bound: tuple[int | None, int | None] = tuple(session.execute(bounds).one())
     low, high = bound
