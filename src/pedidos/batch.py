@@ -21,6 +21,8 @@ from pedidos.service import (
     PedidoResult,
     ProdutoNaoEncontrado,
     SaldoInsuficiente,
+    concluded_request_row,
+    insert_pedidos,
 )
 from pedidos.tallies import count_outcome
 
@@ -73,43 +75,9 @@ def place_batch(
         [{"cliente": c, "valor": v} for c, v in sorted(saldo_debits.items())],
     )
     now = utc_now()
-    ids = (
-        session.execute(
-            statements.NEW_SOLICITACOES,
-            [
-                {
-                    "payload": plan.payload,
-                    "estado": Estado.CONCLUIDO.value,
-                    "tentativas": 1,
-                    "criado_em": now,
-                    "atualizado_em": now,
-                }
-                for plan in plans
-            ],
-        )
-        .scalars()
-        .all()
-    )
-    session.execute(
-        statements.NEW_PEDIDO,
-        [
-            {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
-            for i, plan in zip(ids, plans, strict=True)
-        ],
-    )
-    session.execute(
-        statements.NEW_ITENS,
-        [
-            {
-                "pedido_id": i,
-                "produto_id": item.produto_id,
-                "quantidade": item.quantidade,
-                "preco_unitario": item.preco_unitario,
-            }
-            for i, plan in zip(ids, plans, strict=True)
-            for item in plan.itens
-        ],
-    )
+    rows = [concluded_request_row(plan, now) for plan in plans]
+    ids = session.execute(statements.NEW_SOLICITACOES, rows).scalars().all()
+    insert_pedidos(session, ids, plans, now)
     count_outcome(
         session,
         Estado.CONCLUIDO,

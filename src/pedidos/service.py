@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -230,37 +231,52 @@ def record(session: Session, plan: PedidoPlan) -> PedidoResult:
     now = utc_now()
     if plan.solicitacao_id is None:
         pedido_id: int = session.execute(
-            statements.NEW_SOLICITACAO,
-            {
-                "payload": plan.payload,
-                "estado": Estado.CONCLUIDO.value,
-                "tentativas": 1,
-                "criado_em": now,
-                "atualizado_em": now,
-            },
+            statements.NEW_SOLICITACAO, concluded_request_row(plan, now)
         ).scalar_one()
     else:
         pedido_id = plan.solicitacao_id
         session.execute(statements.CONCLUDE_SOLICITACAO, {"solicitacao": pedido_id, "agora": now})
+    insert_pedidos(session, [pedido_id], [plan], now)
+    unidades = sum(item.quantidade for item in plan.itens)
+    count_outcome(session, Estado.CONCLUIDO, unidades=unidades, receita=plan.total)
+    return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
+
+
+def concluded_request_row(plan: PedidoPlan, now: datetime) -> dict[str, Any]:
+    """The solicitacoes row of an order that commits without having been recorded first."""
+    return {
+        "payload": plan.payload,
+        "estado": Estado.CONCLUIDO.value,
+        "tentativas": 1,
+        "criado_em": now,
+        "atualizado_em": now,
+    }
+
+
+def insert_pedidos(
+    session: Session, pedido_ids: Sequence[int], plans: Sequence[PedidoPlan], now: datetime
+) -> None:
+    """Insert the pedidos, each with its request's id, and all their items."""
     session.execute(
         statements.NEW_PEDIDO,
-        {"id": pedido_id, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now},
+        [
+            {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
+            for i, plan in zip(pedido_ids, plans, strict=True)
+        ],
     )
     session.execute(
         statements.NEW_ITENS,
         [
             {
-                "pedido_id": pedido_id,
+                "pedido_id": i,
                 "produto_id": item.produto_id,
                 "quantidade": item.quantidade,
                 "preco_unitario": item.preco_unitario,
             }
+            for i, plan in zip(pedido_ids, plans, strict=True)
             for item in plan.itens
         ],
     )
-    unidades = sum(item.quantidade for item in plan.itens)
-    count_outcome(session, Estado.CONCLUIDO, unidades=unidades, receita=plan.total)
-    return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
 
 
 def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
