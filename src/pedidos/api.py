@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +22,7 @@ from pedidos.relatorio import (
     produtos_page,
     resumo,
 )
-from pedidos.runtime import Runtime
+from pedidos.runtime import current_runtime
 from pedidos.schemas import (
     MAX_ID,
     ClientePage,
@@ -45,12 +45,6 @@ from pedidos.tallies import read_totals
 api = Blueprint("api", __name__)
 
 
-def runtime() -> Runtime:
-    """The engine, sessions and processor that create_app built for this app."""
-    found: Runtime = current_app.extensions["pedidos"]
-    return found
-
-
 def json_response(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
 
@@ -70,7 +64,7 @@ def _accepted(solicitacao_id: int, respond_async: bool) -> Response:
 
 
 def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
-    with runtime().read_sessions.begin() as session:
+    with current_runtime().read_sessions.begin() as session:
         # Ids beyond BIGINT cannot exist, and would overflow the query's parameter.
         stored = find(session, solicitacao_id) if 1 <= solicitacao_id <= MAX_ID else None
         if stored is None:
@@ -119,7 +113,7 @@ def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
     )
 )
 def create_pedido() -> Response:
-    rt = runtime()
+    rt = current_runtime()
     if not rt.accepting:
         raise Problem(
             503,
@@ -166,7 +160,7 @@ def get_pedido(pedido_id: int) -> Response:
 )
 def get_relatorio() -> Response:
     query = read_query(RelatorioQuery)
-    with runtime().read_sessions.begin() as session:
+    with current_runtime().read_sessions.begin() as session:
         try:
             page, next_cursor = pedidos_page(session, query)
         except CursorInvalido:
@@ -184,7 +178,7 @@ def get_relatorio() -> Response:
     )
 )
 def get_status() -> Response:
-    rt = runtime()
+    rt = current_runtime()
     stats = rt.processor.stats()
     with rt.read_sessions.begin() as session:
         totals = read_totals(session)
@@ -209,7 +203,7 @@ def get_status() -> Response:
 )
 def list_clientes() -> Response:
     query = read_query(PageQuery)
-    with runtime().read_sessions.begin() as session:
+    with current_runtime().read_sessions.begin() as session:
         return json_response(clientes_page(session, query.after, query.limit))
 
 
@@ -224,7 +218,7 @@ def list_clientes() -> Response:
 )
 def list_produtos() -> Response:
     query = read_query(PageQuery)
-    with runtime().read_sessions.begin() as session:
+    with current_runtime().read_sessions.begin() as session:
         return json_response(produtos_page(session, query.after, query.limit))
 
 
@@ -239,7 +233,7 @@ def healthz() -> Response:
     Operation(summary="The database answers", tag="status", responses={200: HealthOut, 503: None})
 )
 def readyz() -> Response:
-    if not runtime().accepting:
+    if not current_runtime().accepting:
         raise Problem(
             503,
             "desligando",
@@ -248,7 +242,7 @@ def readyz() -> Response:
             headers={"Retry-After": "2"},
         )
     try:
-        with runtime().engine.connect() as connection:
+        with current_runtime().engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError:
         raise Problem(

@@ -15,15 +15,10 @@ from werkzeug.serving import make_server
 from pedidos.app import create_app
 from pedidos.db import upgrade_schema
 from pedidos.invariants import missing_pedidos, take_ledger, violations
-from pedidos.runtime import Runtime
+from pedidos.runtime import current_runtime
 from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed
 from pedidos.simulate import run_simulation
-
-
-def _runtime() -> Runtime:
-    found: Runtime = current_app.extensions["pedidos"]
-    return found
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -42,7 +37,7 @@ def cli() -> None:
 @cli.command("init-db")
 def init_db() -> None:
     """Create or upgrade the schema (Alembic migrations)."""
-    upgrade_schema(_runtime().settings.database_url)
+    upgrade_schema(current_runtime().settings.database_url)
     click.echo("schema is up to date")
 
 
@@ -64,7 +59,7 @@ def seed_command(
     \b
     Example: pedidos seed --clientes 100000 --produtos 100000 --seed 7 --reset
     """
-    engine = _runtime().engine
+    engine = current_runtime().engine
     if wipe:
         reset(engine)
     elif if_empty and has_data(engine):
@@ -94,7 +89,7 @@ def simulate_command(
     \b
     Example: pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
     """
-    sessions = _runtime().read_sessions
+    sessions = current_runtime().read_sessions
     if verify:
         with sessions.begin() as session:
             before = take_ledger(session)
@@ -140,7 +135,7 @@ def serve(host: str, port: int) -> None:
 
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
     """
-    runtime = _runtime()
+    runtime = current_runtime()
     try:
         unsafe = database_problems(runtime.engine)
     except SQLAlchemyError as error:

@@ -9,6 +9,7 @@ from collections import Counter, deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,16 +140,17 @@ class PedidoProcessor:
     def ensure_capacity(self) -> None:
         """Raise Overloaded, and count it, when no order would be admitted right now."""
         if self.free_slots() <= 0:
-            with self._lock:
-                self._overloaded += 1
-            raise Overloaded(retry_after=1)
+            self._refuse()
+
+    def _refuse(self) -> NoReturn:
+        with self._lock:
+            self._overloaded += 1
+        raise Overloaded(retry_after=1)
 
     def submit(self, job: Job) -> Future[PedidoResult]:
         """Queue one order; the future yields its result or raises its rejection or error."""
         if not self._slots.acquire(blocking=False):
-            with self._lock:
-                self._overloaded += 1
-            raise Overloaded(retry_after=1)
+            self._refuse()
         with self._lock:
             self._in_flight += 1
         public: Future[PedidoResult] = Future()

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,3 +63,9 @@ class Runtime:
             self.recovery.stop()
         self.processor.shutdown()
         self.engine.dispose()
+
+
+def current_runtime() -> Runtime:
+    """The runtime that create_app built for the app handling this request or command."""
+    found: Runtime = current_app.extensions["pedidos"]
+    return found

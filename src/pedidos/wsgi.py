@@ -4,5 +4,6 @@ from pedidos.app import create_app
 
 app = create_app()
 # Only serving processes run recovery; CLI commands that build the app do not.
-if app.extensions["pedidos"].recovery is not None:
-    app.extensions["pedidos"].recovery.start()
+_recovery = app.extensions["pedidos"].recovery
+if _recovery is not None:
+    _recovery.start()
