@@ -4,6 +4,7 @@
 # Tunables: BENCH_PEDIDOS (orders per run), BENCH_WORKERS, BENCH_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/serve.sh
 BIN=.venv/bin
 PORT="${BENCH_PORT:-5099}"
 PEDIDOS="${BENCH_PEDIDOS:-2000}"
@@ -14,13 +15,7 @@ mariadb --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS pe
 "$BIN/pedidos" init-db
 "$BIN/pedidos" seed --reset --clientes 10000 --produtos 2000 --seed 1 2>/dev/null
 
-"$BIN/pedidos" serve --port "$PORT" >/dev/null 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-    curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-    sleep 0.2
-done
+serve_in_background "$PORT" "$BIN/pedidos" serve --port "$PORT"
 
 for concorrencia in 1 16 64; do
     "$BIN/pedidos" simulate --pedidos "$PEDIDOS" --concorrencia "$concorrencia" \

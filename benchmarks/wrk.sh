@@ -4,6 +4,7 @@
 # batching on) on MariaDB, random one-line orders over 10,000 clientes and 10,000 produtos.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/serve.sh
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 BIN=.venv/bin
 PORT="${BENCH_PORT:-5096}"
@@ -17,13 +18,7 @@ read -r CLIENTE_MIN PRODUTO_MIN < <(mariadb --protocol=tcp -h 127.0.0.1 -u root 
     "SELECT (SELECT MIN(id) FROM clientes), (SELECT MIN(id) FROM produtos)" pedidos_bench)
 export CLIENTE_MIN PRODUTO_MIN CLIENTE_COUNT=10000 PRODUTO_COUNT=10000
 
-"$BIN/gunicorn" -c gunicorn.conf.py -b "127.0.0.1:$PORT" 'pedidos.wsgi:app' >/dev/null 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-    curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-    sleep 0.2
-done
+serve_in_background "$PORT" "$BIN/gunicorn" -c gunicorn.conf.py -b "127.0.0.1:$PORT" 'pedidos.wsgi:app'
 
 for connections in 16 64; do
     echo "== $connections connections, 15 s"
