@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -73,11 +74,12 @@ def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
+_PEDIDO_COLUMNS = (Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em)
+
+
 def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
     """One page of successful orders, newest first, with their items."""
-    statement = select(Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em).where(
-        *_pedido_filters(query)
-    )
+    statement = select(*_PEDIDO_COLUMNS).where(*_pedido_filters(query))
     if query.produto_id is not None:
         statement = statement.where(
             exists().where(
@@ -97,28 +99,24 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
     ).all()
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
-    itens = _itens_of(session, [row.id for row in rows])
-    page = [
-        PedidoOut.of(
-            PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
-        )
-        for row in rows
-    ]
+    page = [PedidoOut.of(pedido) for pedido in _with_itens(session, rows)]
     next_cursor = Cursor(rows[-1].criado_em, rows[-1].id).encode() if has_more else None
     return page, next_cursor
 
 
 def pedido_result(session: Session, pedido_id: int) -> PedidoResult | None:
     """One committed order with its items, or None."""
-    row = session.execute(
-        select(Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em).where(
-            Pedido.id == pedido_id
-        )
-    ).one_or_none()
-    if row is None:
-        return None
-    itens = _itens_of(session, [row.id])
-    return PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
+    row = session.execute(select(*_PEDIDO_COLUMNS).where(Pedido.id == pedido_id)).one_or_none()
+    return _with_itens(session, [row])[0] if row is not None else None
+
+
+def _with_itens(session: Session, rows: Sequence[Any]) -> list[PedidoResult]:
+    """Orders from their rows, with all their items read in one query."""
+    itens = _itens_of(session, [row.id for row in rows])
+    return [
+        PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
+        for row in rows
+    ]
 
 
 def _itens_of(session: Session, pedido_ids: list[int]) -> dict[int, list[ItemResult]]:
