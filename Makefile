@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint typecheck check format bench bench-reads bench-wrk simulate audit clean
+.PHONY: install run test faults lint typecheck check format bench bench-reads bench-soak bench-wrk simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,15 @@ check: lint typecheck test
 ## under benchmarks/results/. BENCH_ARGS passes options, e.g. BENCH_ARGS="--orders 300".
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/pedidos bench matrix $(BENCH_ARGS)
 
 ## Read latency with 1,000,000 orders on MariaDB: report pages, filters, summary, status.
 bench-reads: install
-	$(BIN)/python -m benchmarks.reads $(BENCH_ARGS)
+	$(BIN)/pedidos bench reads $(BENCH_ARGS)
+
+## Memory over a 1,000,000-order run through the batched processor (RSS sampled), ~20 min.
+bench-soak: install
+	$(BIN)/pedidos bench soak $(BENCH_ARGS)
 
 ## Server-side HTTP throughput with wrk (Debian package), gunicorn and MariaDB.
 bench-wrk: install

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from benchmarks.baseline import naive_read_modify_write
 from pedidos.app import create_app
+from pedidos.bench.baseline import naive_read_modify_write
 from pedidos.config import Settings
 from pedidos.db import make_engine, upgrade_schema
 from pedidos.invariants import violations

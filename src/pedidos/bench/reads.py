@@ -4,7 +4,7 @@ Fills MariaDB's `pedidos_bench` with 1,000,000 clientes, 1,000,000 produtos and 
 orders written by SQL (fixture data for reads: the order path is measured by run.py), then
 times each read endpoint in process through Flask's test client (server time, no network).
 
-    python -m benchmarks.reads [--pedidos 1000000] [--requests 200]
+    pedidos bench reads [--pedidos 1000000] [--requests 200]
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
-from benchmarks.run import DATABASES, prepare_database
 from pedidos.app import create_app
+from pedidos.bench.matrix import DATABASES, prepare_database
 from pedidos.config import Settings
 from pedidos.db import make_engine
 from pedidos.seed import reset, seed
@@ -83,11 +83,13 @@ def timed(client: FlaskClient, urls: Callable[[int], str], count: int) -> tuple[
     return at(50), at(99)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pedidos bench reads", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--pedidos", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     url = prepare_database("mariadb")
     engine = make_engine(url, pool_size=4)
     started = time.perf_counter()
@@ -129,7 +131,4 @@ def main() -> None:
         print(f"{label:48} {p50:8.1f} {p99:8.1f}   ({count} requests)", flush=True)
     app.extensions["pedidos"].close()
     engine.dispose()
-
-
-if __name__ == "__main__":
-    main()
+    return 0

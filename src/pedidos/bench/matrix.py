@@ -3,7 +3,7 @@
 Every cell starts from freshly seeded rows and ends with the invariant check. The naive
 read-modify-write baseline runs in the same process on the same data, for the ratio.
 
-    python -m benchmarks.run --databases mariadb,sqlite --orders 1000
+    pedidos bench matrix --databases mariadb,sqlite --orders 1000
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
-from benchmarks.baseline import make_naive
+from pedidos.bench.baseline import make_naive
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import take_ledger, violations
 from pedidos.models import Cliente, Produto
@@ -38,10 +38,13 @@ from pedidos.running import Work
 from pedidos.seed import reset
 from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, place_pedido
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path("benchmarks/results")  # relative to the checkout the benchmark runs from
 BATCH_SIZE = 64  # the "batched" mode, and PEDIDOS_BATCH_SIZE of the gunicorn behind "http"
 DATABASES = {
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4",
+    # BENCH_MARIADB_URL compares drivers, e.g. mysql+mysqldb://... for mysqlclient.
+    "mariadb": os.environ.get(
+        "BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
+    ),
     "sqlite": "sqlite:///instance/bench.sqlite3",
 }
 
@@ -219,7 +222,7 @@ def gunicorn(database_url: str, port: int) -> Iterator[str]:
     command = [
         str(Path(sys.executable).with_name("gunicorn")),
         "--config",
-        str(Path(__file__).parents[1] / "gunicorn.conf.py"),
+        "gunicorn.conf.py",
         "--bind",
         f"127.0.0.1:{port}",
         "pedidos.wsgi:app",
@@ -380,17 +383,19 @@ def plot(summaries: list[dict[str, Any]]) -> None:
     figure.savefig(RESULTS / "latest.png", dpi=100)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pedidos bench matrix", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--databases", default="mariadb,sqlite")
     parser.add_argument("--modes", default="naive,processor,batched,http")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--orders", type=int, default=1000)
     parser.add_argument("--replot", action="store_true", help="redraw the chart from latest.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.replot:
         plot(json.loads((RESULTS / "latest.json").read_text()))
-        return
+        return 0
     print(HEADER, flush=True)
     cells = run(
         args.databases.split(","),
@@ -400,7 +405,4 @@ def main() -> None:
     )
     write_results(cells)
     print(f"\nresults: {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
-
-
-if __name__ == "__main__":
-    main()
+    return 1 if any(cell.violations for cell in cells) else 0

@@ -1,0 +1,1 @@
+"""Benchmarks behind `pedidos bench` and `make bench`: the matrix, reads at scale, the soak."""
