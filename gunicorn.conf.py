@@ -6,6 +6,8 @@ processor and recovery loop; they share only the database.
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("PEDIDOS_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("PEDIDOS_GUNICORN_WORKERS", multiprocessing.cpu_count()))
@@ -16,3 +18,20 @@ graceful_timeout = 30
 # Clients reuse connections under load; a longer keep-alive avoids resets mid-reuse.
 keepalive = 5
 timeout = 60
+
+# Prometheus multiprocess mode: each worker writes its samples under this folder and
+# /metrics sums them, whichever worker answers. Emptied at start, so old pids do not count.
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "pedidos-metrics")
+)
+
+
+def on_starting(_server: object) -> None:
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, exist_ok=True)
+
+
+def child_exit(_server: object, worker: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -372,9 +373,9 @@ def test_readiness_fails_cleanly_without_a_database(tmp_path: Any) -> None:
 def test_openapi_documents_every_route(client: FlaskClient, app: Flask) -> None:
     document = client.get("/openapi.json").get_json()
     api_rules = {
-        rule.rule.replace("<int:pedido_id>", "{pedido_id}")
+        re.sub(r"<int:(\w+)>", r"{\1}", rule.rule)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("api.")
+        if rule.endpoint.startswith(("api.", "simulation_api."))
     }
     assert set(document["paths"]) == api_rules
     post_pedido = document["paths"]["/pedido"]["post"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -63,13 +65,36 @@ def test_simulate_orders_over_http_and_verifies(app: Flask, live_server: str) ->
     )
 
     assert "120 orders from 12 concurrent users" in output
-    assert "p50=" in output and "p99=" in output
-    assert "invariants: OK" in output
-    assert "500" not in output.split("outcomes")[1].split("\n")[0]
+    table = re.split(r"^-+$", output, flags=re.MULTILINE)[1]  # the summary under its rule
+    rows = dict(line.strip().split(None, 1) for line in table.splitlines() if line.strip())
+    assert rows["invariants"] == "OK"
+    assert "p50: " in rows["latency_ms"] and "p99: " in rows["latency_ms"]
+    assert "500" not in rows["outcomes"]
+
+
+@pytest.mark.timeout(120)
+def test_simulate_json_summary_adds_up(app: Flask, live_server: str) -> None:
+    invoke(app, "seed", "--clientes", "20", "--produtos", "5", "--seed", "3")
+
+    output = invoke(
+        app, "simulate", "--pedidos", "40", "--concorrencia", "4", "--url", live_server, "--json"
+    )
+
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert summary["invariants"] == "OK"
+    assert sum(summary["outcomes"].values()) == 40
+    assert summary["committed"] == summary["outcomes"].get("201", 0)
+    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["max"]
+
+
+def test_seed_json_summary(app: Flask) -> None:
+    output = invoke(app, "seed", "--clientes", "12", "--produtos", "4", "--json")
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert (summary["seeded"], summary["clientes"], summary["produtos"]) == (True, 12, 4)
 
 
 def test_help_explains_the_commands(app: Flask) -> None:
     output = invoke(app, "--help")
-    for command in ("init-db", "seed", "simulate", "serve"):
+    for command in ("init-db", "seed", "simulate", "serve", "bench"):
         assert command in output
     assert "pedidos simulate --pedidos 1000" in invoke(app, "simulate", "--help")

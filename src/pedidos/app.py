@@ -9,7 +9,10 @@ from flask import Flask
 
 from pedidos.api import api
 from pedidos.config import Settings
+from pedidos.dashboard import dashboard
 from pedidos.db import make_engine, make_sessions
+from pedidos.logs import register_request_ids
+from pedidos.metrics import instrument_http, instrument_pool, metrics
 from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor
@@ -18,6 +21,8 @@ from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.safety import UnsafeSettings, settings_problems
 from pedidos.service import place_pedido
+from pedidos.simulation_api import simulation_api
+from pedidos.simulations import Simulations
 
 
 def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -> Flask:
@@ -46,7 +51,15 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         database_url=settings.database_url,
         batch_size=settings.batch_size,
     )
-    runtime = Runtime(settings, engine, sessions, make_sessions(engine, read_only=True), processor)
+    read_sessions = make_sessions(engine, read_only=True)
+    runtime = Runtime(
+        settings,
+        engine,
+        sessions,
+        read_sessions,
+        processor,
+        Simulations(read_sessions, processor),
+    )
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(
             sessions,
@@ -61,7 +74,13 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
     app.before_request(runtime.request_started)
     app.teardown_request(lambda _error: runtime.request_finished())
 
+    register_request_ids(app)
+    instrument_http(app)
+    instrument_pool(engine)
     app.register_blueprint(api)
+    app.register_blueprint(simulation_api)
+    app.register_blueprint(dashboard)
+    app.register_blueprint(metrics)
     app.register_blueprint(docs)
     register_error_handlers(app)
     return app

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import json
 import signal
 import sys
 import threading
+import time
 
 import click
 from flask import current_app
@@ -16,6 +18,7 @@ from werkzeug.serving import make_server
 from pedidos.app import create_app
 from pedidos.db import upgrade_schema
 from pedidos.invariants import missing_pedidos, take_ledger, violations
+from pedidos.logs import configure_logging
 from pedidos.runtime import current_runtime
 from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed
@@ -42,6 +45,26 @@ def init_db() -> None:
     click.echo("schema is up to date")
 
 
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as JSON (for scripts)."
+)
+
+
+def print_summary(title: str, rows: dict[str, object], as_json: bool) -> None:
+    """The closing summary: an aligned two-column table, or one JSON object."""
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    width = max(len(key) for key in rows)
+    click.echo(title)
+    click.echo("-" * max(len(title), width + 20))
+    for key, value in rows.items():
+        shown = (
+            ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        )
+        click.echo(f"{key:<{width}}  {shown}")
+
+
 @cli.command("seed")
 @click.option("--clientes", default=1000, show_default=True, type=click.IntRange(0, 10_000_000))
 @click.option("--produtos", default=200, show_default=True, type=click.IntRange(0, 10_000_000))
@@ -52,23 +75,45 @@ def init_db() -> None:
     "--reset", "wipe", is_flag=True, help="Delete all orders, clientes and produtos first."
 )
 @click.option("--if-empty", is_flag=True, help="Do nothing when clientes already exist.")
+@JSON_OPTION
 def seed_command(
-    clientes: int, produtos: int, random_seed: int | None, wipe: bool, if_empty: bool
+    clientes: int,
+    produtos: int,
+    random_seed: int | None,
+    wipe: bool,
+    if_empty: bool,
+    as_json: bool,
 ) -> None:
     """Populate clientes and produtos with realistic Brazilian demo data.
 
     \b
-    Example: pedidos seed --clientes 100000 --produtos 100000 --seed 7 --reset
+    Examples:
+      pedidos seed --clientes 100000 --produtos 100000 --seed 7 --reset
+      pedidos seed --if-empty --json
     """
     engine = current_runtime().engine
     if wipe:
         reset(engine)
     elif if_empty and has_data(engine):
-        click.echo("database already has clientes; not seeding")
+        print_summary("not seeding: database already has clientes", {"seeded": False}, as_json)
         return
+    started = time.perf_counter()
     with click.progressbar(length=clientes + produtos, label="seeding", file=sys.stderr) as bar:
         report = seed(engine, clientes, produtos, random_seed, progress=bar.update)
-    click.echo(f"seeded {report.clientes} clientes and {report.produtos} produtos")
+    seconds = time.perf_counter() - started
+    print_summary(
+        f"seeded {report.clientes} clientes and {report.produtos} produtos",
+        {
+            "seeded": True,
+            "clientes": report.clientes,
+            "produtos": report.produtos,
+            "seconds": round(seconds, 2),
+            "rows_per_second": round((report.clientes + report.produtos) / seconds)
+            if seconds
+            else 0,
+        },
+        as_json,
+    )
 
 
 @cli.command("simulate")
@@ -82,13 +127,18 @@ def seed_command(
     show_default=True,
     help="Check the invariants in DATABASE_URL (the server's database, with no other traffic).",
 )
+@JSON_OPTION
 def simulate_command(
-    pedidos: int, concorrencia: int, url: str, timeout: float, verify: bool
+    pedidos: int, concorrencia: int, url: str, timeout: float, verify: bool, as_json: bool
 ) -> None:
     """Many simulated users buying at the same time over HTTP; then verify the invariants.
 
+    Exits 1 when an invariant is violated.
+
     \b
-    Example: pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
+    Examples:
+      pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
+      pedidos simulate --pedidos 200 --no-verify --json
     """
     sessions = current_runtime().read_sessions
     if verify:
@@ -97,35 +147,37 @@ def simulate_command(
     with click.progressbar(length=pedidos, label="ordering", file=sys.stderr) as bar:
         result = run_simulation(url, pedidos, concorrencia, timeout, progress=bar.update)
 
-    click.echo(f"\n{pedidos} orders from {concorrencia} concurrent users in {result.seconds:.2f} s")
-    click.echo(f"  throughput  {result.requests_per_second:9.1f} requests/s")
-    click.echo(f"  committed   {result.committed_per_second:9.1f} orders/s ({result.committed})")
-    click.echo(
-        "  latency ms  "
-        + "  ".join(f"p{p}={result.percentile(p):.1f}" for p in (50, 95, 99))
-        + f"  max={result.percentile(100):.1f}"
-    )
-    click.echo(
-        "  outcomes    " + ", ".join(f"{s}: {n}" for s, n in sorted(result.statuses.items()))
-    )
-    for reason, count in sorted(result.reasons.items()):
-        click.echo(f"    {reason}: {count}")
-    if not verify:
-        return
-    with sessions.begin() as session:
-        broken = violations(before, take_ledger(session))
-        lost = missing_pedidos(session, result.acknowledged)
-    if lost:
-        broken.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
+    broken: list[str] = []
+    if verify:
+        with sessions.begin() as session:
+            broken = violations(before, take_ledger(session))
+            lost = missing_pedidos(session, result.acknowledged)
+        if lost:
+            broken.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
+    rows: dict[str, object] = {
+        "pedidos": pedidos,
+        "concorrencia": concorrencia,
+        "seconds": round(result.seconds, 2),
+        "requests_per_second": round(result.requests_per_second, 1),
+        "committed": result.committed,
+        "committed_per_second": round(result.committed_per_second, 1),
+        "latency_ms": {
+            **{f"p{p}": round(result.percentile(p), 1) for p in (50, 95, 99)},
+            "max": round(result.percentile(100), 1),
+        },
+        "outcomes": dict(sorted(result.statuses.items())),
+        "reasons": dict(sorted(result.reasons.items())),
+        "invariants": "not checked" if not verify else "VIOLATED" if broken else "OK",
+    }
     if broken:
-        click.echo("invariants: VIOLATED")
-        for line in broken:
-            click.echo(f"  - {line}")
-        sys.exit(1)
-    click.echo(
-        "invariants: OK (money and stock conserved to the cent, nothing negative, "
-        "every acknowledged order present)"
+        rows["violations"] = broken
+    print_summary(
+        f"{pedidos} orders from {concorrencia} concurrent users in {result.seconds:.2f} s",
+        rows,
+        as_json,
     )
+    if broken:
+        sys.exit(1)
 
 
 @cli.command("serve")
@@ -137,6 +189,7 @@ def serve(host: str, port: int) -> None:
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
     """
     runtime = current_runtime()
+    configure_logging(runtime.settings.log_format)
     try:
         unsafe = database_problems(runtime.engine)
     except SQLAlchemyError as error:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 ExecutorKind = Literal["thread", "process"]
 Environment = Literal["development", "production"]
+LogFormat = Literal["auto", "json", "text"]
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/pedidos.sqlite3"
 
@@ -59,6 +60,10 @@ class Settings:
     max_attempts: int = 10
     lock_wait_timeout: int = 10
     batch_size: int = 32
+    # Bearer token for administrative operations (starting simulations). Unset: allowed in
+    # development, refused in production.
+    admin_token: str | None = field(default=None, repr=False)
+    log_format: LogFormat = "auto"  # auto: JSON unless stderr is a terminal
 
     @property
     def pool_size(self) -> int:
@@ -91,4 +96,10 @@ class Settings:
             max_attempts=_number(env, "PEDIDOS_MAX_ATTEMPTS", cls.max_attempts, 1),
             lock_wait_timeout=_number(env, "PEDIDOS_LOCK_WAIT_TIMEOUT", cls.lock_wait_timeout, 1),
             batch_size=_number(env, "PEDIDOS_BATCH_SIZE", cls.batch_size, 1),
+            admin_token=env.get("PEDIDOS_ADMIN_TOKEN") or None,
+            log_format=_log_format(_choice(env, "PEDIDOS_LOG_FORMAT", ("auto", "json", "text"))),
         )
+
+
+def _log_format(value: str) -> LogFormat:
+    return "json" if value == "json" else "text" if value == "text" else "auto"

@@ -36,6 +36,12 @@ def _reject_constant(name: str) -> NoReturn:
 
 def read_pedido_body() -> PedidoRequest | None:
     """The order in the body, or None for an empty body (simulate an arriving order)."""
+    order = read_json_body(PedidoIn, what="the order")
+    return order.to_request() if order is not None else None
+
+
+def read_json_body(model: type[Model], what: str) -> Model | None:
+    """The JSON body validated as `model`, or None when the body is empty."""
     data = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
     if not data.strip():
         return None
@@ -44,7 +50,7 @@ def read_pedido_body() -> PedidoRequest | None:
             415,
             "tipo-nao-suportado",
             "Unsupported media type",
-            "Send the order as application/json.",
+            f"Send {what} as application/json.",
         )
     try:
         payload = json.loads(data, parse_constant=_reject_constant)
@@ -54,7 +60,7 @@ def read_pedido_body() -> PedidoRequest | None:
             400, "json-malformado", "Malformed JSON", f"The body is not valid JSON: {error}"[:300]
         ) from None
     try:
-        return PedidoIn.model_validate(payload).to_request()
+        return model.model_validate(payload)
     except ValidationError as error:
         invalid(error, "body")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import multiprocessing
 import threading
+import time
 from collections import Counter, deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import suppress
@@ -13,7 +15,9 @@ from typing import NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos import metrics
 from pedidos.config import ExecutorKind
+from pedidos.logs import request_id
 from pedidos.running import (
     Durable,
     Job,
@@ -76,6 +80,31 @@ def _run_in_process_worker(job: Job) -> Outcome:
     if _worker_sessions is None:
         raise RuntimeError("process worker was not initialised")
     return run_order(_worker_sessions, _worker_work, job, _worker_max_retries)
+
+
+def _observe(
+    outcome: Outcome | None, error: BaseException | None, seconds: float, caller: str | None
+) -> None:
+    """Metrics and the one log line of an order's outcome."""
+    metrics.ORDER_SECONDS.observe(seconds)
+    retries = outcome.retries if outcome is not None else ()
+    if isinstance(error, RetriesExhausted):
+        retries = (error.code,) * (error.attempts - 1)
+    for code in retries:
+        metrics.RETRIES.labels(code).inc()
+    fields: dict[str, object] = {"ms": round(seconds * 1000, 2), "retries": len(retries)}
+    if caller is not None:
+        fields["request_id"] = caller
+    if outcome is None:
+        metrics.ORDERS.labels("falhou", type(error).__name__).inc()
+        fields |= {"outcome": "falhou", "error": type(error).__name__}
+    elif outcome.rejection is not None:
+        metrics.ORDERS.labels("rejeitado", outcome.rejection.reason).inc()
+        fields |= {"outcome": "rejeitado", "reason": outcome.rejection.reason}
+    else:
+        metrics.ORDERS.labels("concluido", "").inc()
+        fields |= {"outcome": "concluido", "pedido_id": outcome.result and outcome.result.id}
+    log.info("order %s", fields["outcome"], extra=fields)
 
 
 class PedidoProcessor:
@@ -145,22 +174,28 @@ class PedidoProcessor:
     def _refuse(self) -> NoReturn:
         with self._lock:
             self._overloaded += 1
+        metrics.OVERLOADED.inc()
         raise Overloaded(retry_after=1)
 
     def submit(self, job: Job) -> Future[PedidoResult]:
         """Queue one order; the future yields its result or raises its rejection or error."""
         if not self._slots.acquire(blocking=False):
             self._refuse()
+        admitted = time.perf_counter()
         with self._lock:
             self._in_flight += 1
+            self._publish_depth()
+        metrics.IN_FLIGHT.inc()
         public: Future[PedidoResult] = Future()
+        # The worker runs in the submitter's context, so its log lines carry the request id.
+        context = contextvars.copy_context()
         try:
             if self._batch_size > 1 and not isinstance(job, Durable):
                 task: Future[Outcome] = Future()
                 entry = (job, task)
                 self._waiting.append(entry)
                 try:
-                    self._executor.submit(self._run_waiting)
+                    self._executor.submit(context.run, self._run_waiting)
                 except RuntimeError:
                     with suppress(ValueError):  # a running worker may have taken it already
                         self._waiting.remove(entry)
@@ -169,7 +204,7 @@ class PedidoProcessor:
                 task = self._executor.submit(_run_in_process_worker, job)
             else:
                 task = self._executor.submit(
-                    run_order, self._sessions, self._work, job, self._max_retries
+                    context.run, run_order, self._sessions, self._work, job, self._max_retries
                 )
         except RuntimeError:
             # The executor refuses new work once shut down (draining for exit).
@@ -178,7 +213,8 @@ class PedidoProcessor:
         except BaseException:
             self._finish()
             raise
-        task.add_done_callback(lambda done: self._settle(done, public))
+        caller = request_id.get()
+        task.add_done_callback(lambda done: self._settle(done, public, admitted, caller))
         return public
 
     def _run_waiting(self) -> None:
@@ -210,9 +246,20 @@ class PedidoProcessor:
     def _finish(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            self._publish_depth()
+        metrics.IN_FLIGHT.dec()
         self._slots.release()
 
-    def _settle(self, task: Future[Outcome], public: Future[PedidoResult]) -> None:
+    def _publish_depth(self) -> None:
+        metrics.QUEUE_DEPTH.set(max(0, self._in_flight - self._workers))
+
+    def _settle(
+        self,
+        task: Future[Outcome],
+        public: Future[PedidoResult],
+        admitted: float,
+        caller: str | None,
+    ) -> None:
         error = task.exception()
         outcome = None if error is not None else task.result()
         with self._lock:
@@ -227,6 +274,7 @@ class PedidoProcessor:
                 else:
                     self._completed += 1
         self._finish()
+        _observe(outcome, error, time.perf_counter() - admitted, caller)
         if outcome is None:
             if not isinstance(error, RetriesExhausted):
                 log.error("order failed unexpectedly", exc_info=error)

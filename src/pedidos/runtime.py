@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pedidos.config import Settings
 from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
+from pedidos.simulations import Simulations
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     read_sessions: sessionmaker[Session]
     processor: PedidoProcessor
+    simulations: Simulations
     recovery: Recovery | None = None
     accepting: bool = True
     _requests: int = 0
@@ -43,6 +45,7 @@ class Runtime:
         runs them on the next start (or on another instance).
         """
         self.accepting = False
+        self.simulations.stop()
         if self.recovery is not None:
             self.recovery.stop()
         self.processor.shutdown()
@@ -59,6 +62,7 @@ class Runtime:
             return
         self._closed = True
         self.accepting = False
+        self.simulations.stop()
         if self.recovery is not None:
             self.recovery.stop()
         self.processor.shutdown()

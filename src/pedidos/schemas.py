@@ -228,6 +228,42 @@ class SolicitacaoOut(BaseModel):
     rejeicao: dict[str, Any] | None = Field(description="Why it was rejected or failed")
 
 
+class SimulacaoIn(StrictInput):
+    """A simulation: random orders from simulated users; quente_pct of them buy one produto."""
+
+    pedidos: Annotated[int, Field(ge=1, le=100_000)] = 200
+    concorrencia: Annotated[int, Field(ge=1, le=256)] = 16
+    quente_pct: Annotated[int, Field(ge=0, le=100)] = 0
+
+
+class LatencyOut(BaseModel):
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+
+class SimulacaoOut(BaseModel):
+    """A simulation's progress while it runs, and its figures once it is done."""
+
+    id: int
+    running: bool
+    pedidos: int
+    concorrencia: int
+    quente_pct: int
+    done: int = Field(description="Orders answered so far")
+    seconds: float
+    orders_per_second: float
+    committed_per_second: float
+    latency_ms: LatencyOut
+    outcomes: dict[str, int] = Field(
+        description="concluido, rejeitado, sobrecarga, desligando or falhou"
+    )
+    reasons: dict[str, int] = Field(description="Rejection reasons and error names")
+    invariants_ok: bool | None = Field(description="None while running")
+    violations: list[str]
+
+
 class HealthOut(BaseModel):
     status: str
 

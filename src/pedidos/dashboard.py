@@ -1,0 +1,152 @@
+"""The web dashboard at `/`: server-rendered page and fragments, plus the CSV export.
+
+The page's script swaps in the fragments below and polls the JSON API (`/status`,
+`/simulacoes`); every table is rendered here, by the same templates, in Portuguese.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, render_template, stream_with_context
+
+from pedidos.formatting import brl, data_hora, inteiro
+from pedidos.http_input import read_query
+from pedidos.problems import Problem
+from pedidos.relatorio import CursorInvalido, clientes_page, pedidos_page, produtos_page, resumo
+from pedidos.runtime import current_runtime
+from pedidos.schemas import PageQuery, RelatorioQuery
+from pedidos.tallies import read_totals
+
+CATALOG_PAGE = 10
+REPORT_PAGE = 20
+CSV_PAGE = 200
+
+dashboard = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+dashboard.add_app_template_filter(brl, "brl")
+dashboard.add_app_template_filter(inteiro, "inteiro")
+dashboard.add_app_template_filter(data_hora, "data_hora")
+
+
+@dashboard.get("/")
+def index() -> str:
+    runtime = current_runtime()
+    first_page = RelatorioQuery(limit=REPORT_PAGE)
+    with runtime.read_sessions.begin() as session:
+        totals = read_totals(session)
+        pedidos, next_cursor = pedidos_page(session, first_page)
+        clientes = clientes_page(session, 0, CATALOG_PAGE)
+        produtos = produtos_page(session, 0, CATALOG_PAGE)
+    return render_template(
+        "dashboard.html",
+        stats=runtime.processor.stats(),
+        totals=totals,
+        pedidos=pedidos,
+        next_cursor=next_cursor,
+        clientes=clientes,
+        produtos=produtos,
+        admin_token_required=runtime.settings.admin_token is not None,
+    )
+
+
+def _report_query(limit: int) -> RelatorioQuery:
+    query = read_query(RelatorioQuery)
+    return query.model_copy(update={"limit": limit, "resumo": False})
+
+
+@dashboard.get("/painel/relatorio")
+def relatorio_fragment() -> str:
+    query = _report_query(REPORT_PAGE)
+    with current_runtime().read_sessions.begin() as session:
+        try:
+            pedidos, next_cursor = pedidos_page(session, query)
+        except CursorInvalido:
+            raise Problem(
+                422, "cursor-invalido", "Invalid cursor", "Start from the first page."
+            ) from None
+    return render_template("_relatorio.html", pedidos=pedidos, next_cursor=next_cursor)
+
+
+@dashboard.get("/painel/resumo")
+def resumo_fragment() -> str:
+    query = _report_query(REPORT_PAGE)
+    with current_runtime().read_sessions.begin() as session:
+        summary = resumo(session, query)
+    return render_template("_resumo.html", resumo=summary)
+
+
+@dashboard.get("/painel/clientes")
+def clientes_fragment() -> str:
+    query = read_query(PageQuery)
+    with current_runtime().read_sessions.begin() as session:
+        page = clientes_page(session, query.after, CATALOG_PAGE)
+    return render_template("_clientes.html", clientes=page)
+
+
+@dashboard.get("/painel/produtos")
+def produtos_fragment() -> str:
+    query = read_query(PageQuery)
+    with current_runtime().read_sessions.begin() as session:
+        page = produtos_page(session, query.after, CATALOG_PAGE)
+    return render_template("_produtos.html", produtos=page)
+
+
+@dashboard.get("/relatorio.csv")
+def relatorio_csv() -> Response:
+    """Every matching order item as CSV, streamed page by page (memory stays flat)."""
+    query = _report_query(CSV_PAGE).model_copy(update={"cursor": None})
+    sessions = current_runtime().read_sessions
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            [
+                "pedido_id",
+                "criado_em",
+                "cliente_id",
+                "total",
+                "produto_id",
+                "quantidade",
+                "preco_unitario",
+                "subtotal",
+            ]
+        )
+        page_query = query
+        while True:
+            with sessions.begin() as session:
+                page, cursor = pedidos_page(session, page_query)
+            for pedido in page:
+                for item in pedido.itens:
+                    writer.writerow(
+                        [
+                            pedido.id,
+                            pedido.criado_em.isoformat(),
+                            pedido.cliente_id,
+                            f"{pedido.total:.2f}",
+                            item.produto_id,
+                            item.quantidade,
+                            f"{item.preco_unitario:.2f}",
+                            f"{item.subtotal:.2f}",
+                        ]
+                    )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if cursor is None:
+                return
+            page_query = page_query.model_copy(update={"cursor": cursor})
+
+    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="relatorio.csv"'
+    return response

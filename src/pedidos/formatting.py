@@ -1,0 +1,26 @@
+"""Numbers, money and times written as in Brazil: R$ 1.234,56 · 1.234 · 29/11/2026 15:30."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+NBSP = "\u00a0"  # what browsers' Intl.NumberFormat('pt-BR') puts after "R$"
+
+
+def inteiro(value: int) -> str:
+    """1234567 → '1.234.567'."""
+    return f"{value:,}".replace(",", ".")
+
+
+def brl(value: Decimal) -> str:
+    """Decimal('1234.5') → 'R$ 1.234,50' (a no-break space after R$, as in pt-BR)."""
+    units, _, cents = f"{abs(value):.2f}".partition(".")
+    sign = "-" if value < 0 else ""
+    return f"{sign}R${NBSP}{inteiro(int(units))},{cents}"
+
+
+def data_hora(moment: datetime) -> str:
+    """A stored (naive UTC) or aware time → '29/11/2026 15:30:12 UTC'."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    return utc.strftime("%d/%m/%Y %H:%M:%S") + " UTC"

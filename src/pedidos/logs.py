@@ -1,0 +1,86 @@
+"""Structured logs: JSON lines off a terminal, and a request id that follows each order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+from flask import Flask, Response, request
+
+from pedidos.config import LogFormat
+
+REQUEST_ID_HEADER = "X-Request-Id"
+# A caller's id is echoed into logs, so it must be short and harmless: no spaces or quotes.
+_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# The processor copies the submitting context into its worker threads, so this follows an
+# order from its HTTP request to the thread that runs it.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        current = getattr(record, "request_id", None) or request_id.get()
+        if current:
+            entry["request_id"] = current
+        for key, value in vars(record).items():
+            if key not in _STANDARD_FIELDS and key not in entry:
+                entry[key] = value
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal, with the request id when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        current = getattr(record, "request_id", None) or request_id.get()
+        return f"{line} [{current}]" if current else line
+
+
+def configure_logging(log_format: LogFormat) -> None:
+    """Send the `pedidos` loggers to stderr in the chosen format (once per process)."""
+    logger = logging.getLogger("pedidos")
+    if any(getattr(h, "pedidos_handler", False) for h in logger.handlers):
+        return
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler()
+    handler.pedidos_handler = True  # type: ignore[attr-defined]
+    handler.setFormatter(
+        JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def register_request_ids(app: Flask) -> None:
+    """Take the caller's X-Request-Id (or make one), log with it, and echo it back."""
+
+    @app.before_request
+    def _take_request_id() -> None:
+        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id.set(offered if _ACCEPTABLE_ID.fullmatch(offered) else uuid.uuid4().hex)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        current = request_id.get()
+        if current:
+            response.headers[REQUEST_ID_HEADER] = current
+        return response

@@ -1,0 +1,263 @@
+// The dashboard's behaviour: poll /status for counters and the throughput chart, run
+// simulations, place an order by hand, and swap in server-rendered report and catalog pages.
+"use strict";
+
+const brl = new Intl.NumberFormat("pt-BR", { style: "currency", currency: "BRL" });
+const inteiro = new Intl.NumberFormat("pt-BR");
+const decimal = new Intl.NumberFormat("pt-BR", { maximumFractionDigits: 1 });
+const POLL_MS = 1000;
+const CHART_POINTS = 120;
+
+const $ = (selector) => document.querySelector(selector);
+
+async function problemText(response) {
+  // Every API error is RFC 9457 problem+json: show its title and detail.
+  try {
+    const problem = await response.json();
+    return `${problem.title}: ${problem.detail}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+// ---- counters and throughput -------------------------------------------------------------
+const samples = []; // [seconds, pedidos in the database]
+const rates = [];
+
+function drawChart() {
+  const canvas = $("#vazao");
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  context.clearRect(0, 0, width, height);
+  const top = Math.max(10, ...rates);
+  context.strokeStyle = "#c8ccd2";
+  context.fillStyle = "#3b4048";
+  context.font = "12px system-ui, sans-serif";
+  for (const fraction of [0, 0.5, 1]) {
+    const y = height - 16 - fraction * (height - 32);
+    context.beginPath();
+    context.moveTo(40, y);
+    context.lineTo(width, y);
+    context.stroke();
+    context.fillText(inteiro.format(Math.round(top * fraction)), 2, y + 4);
+  }
+  context.strokeStyle = "#0b5cad";
+  context.lineWidth = 2;
+  context.beginPath();
+  rates.forEach((rate, index) => {
+    const x = 40 + (index / (CHART_POINTS - 1)) * (width - 44);
+    const y = height - 16 - (rate / top) * (height - 32);
+    if (index === 0) context.moveTo(x, y);
+    else context.lineTo(x, y);
+  });
+  context.stroke();
+  context.lineWidth = 1;
+}
+
+function showStatus(status) {
+  const processor = status.processor;
+  const rejected = Object.values(processor.rejected).reduce((a, b) => a + b, 0);
+  const counters = {
+    in_progress: processor.in_progress,
+    completed: processor.completed,
+    rejected,
+    failed: processor.failed,
+    overloaded: processor.overloaded,
+  };
+  for (const [name, value] of Object.entries(counters)) {
+    $(`[data-counter="${name}"]`).textContent = inteiro.format(value);
+  }
+  const motivos = Object.entries(processor.rejected).map(
+    ([motivo, n]) => `${motivo}: ${inteiro.format(n)}`,
+  );
+  $("#motivos").textContent = motivos.length ? motivos.join(", ") : "nenhuma";
+  $('[data-total="pedidos"]').textContent = inteiro.format(status.database.pedidos);
+  $('[data-total="unidades"]').textContent = inteiro.format(status.database.unidades);
+  $('[data-total="receita"]').textContent = brl.format(Number(status.database.receita));
+
+  samples.push([performance.now() / 1000, status.database.pedidos]);
+  if (samples.length >= 2) {
+    const [[t0, n0], [t1, n1]] = samples.slice(-2);
+    rates.push(Math.max(0, (n1 - n0) / (t1 - t0)));
+    if (rates.length > CHART_POINTS) rates.shift();
+    if (samples.length > 2) samples.shift();
+    const now = rates[rates.length - 1];
+    $("#vazao-atual").textContent = decimal.format(now);
+    $("#vazao").setAttribute("aria-label", `Pedidos concluídos por segundo: ${decimal.format(now)}`);
+    drawChart();
+  }
+}
+
+async function poll() {
+  try {
+    const response = await fetch("/status", { headers: { Accept: "application/json" } });
+    if (response.ok) showStatus(await response.json());
+  } catch {
+    // The service may be restarting; the next poll tries again.
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+// ---- server-rendered fragments -------------------------------------------------------------
+function reportFilters() {
+  const params = new URLSearchParams();
+  for (const [name, value] of new FormData($("#filtros"))) {
+    if (value !== "") params.set(name, value);
+  }
+  return params;
+}
+
+async function swap(target, url) {
+  const response = await fetch(url);
+  const error = $("#relatorio-erro");
+  if (!response.ok) {
+    error.textContent = await problemText(response);
+    return false;
+  }
+  error.textContent = "";
+  $(`#${target}`).innerHTML = await response.text();
+  return true;
+}
+
+function refreshReport() {
+  $("#csv").href = `/relatorio.csv?${reportFilters()}`;
+  return swap("relatorio", `/painel/relatorio?${reportFilters()}`);
+}
+
+function refreshCatalog() {
+  swap("clientes", "/painel/clientes");
+  swap("produtos", "/painel/produtos");
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button.pagina");
+  if (!button) return;
+  const target = button.dataset.target;
+  if (target === "relatorio") {
+    const params = reportFilters();
+    params.set("cursor", button.dataset.cursor);
+    swap(target, `/painel/relatorio?${params}`);
+  } else {
+    swap(target, `/painel/${target}?after=${button.dataset.after}`);
+  }
+});
+
+// ---- simulation ------------------------------------------------------------------------------
+function showSimulation(simulation) {
+  const progress = $("#simulacao-progresso");
+  progress.max = simulation.pedidos;
+  progress.value = simulation.done;
+  const outcomes = Object.entries(simulation.outcomes)
+    .map(([outcome, n]) => `${outcome}: ${inteiro.format(n)}`)
+    .join(", ");
+  if (simulation.running) {
+    $("#simulacao-estado").textContent =
+      `Simulação ${simulation.id}: ${inteiro.format(simulation.done)} de ` +
+      `${inteiro.format(simulation.pedidos)} pedidos`;
+    return;
+  }
+  $("#simulacao-estado").textContent = `Simulação ${simulation.id} concluída.`;
+  const latency = simulation.latency_ms;
+  const rows = [
+    ["Pedidos/s", decimal.format(simulation.orders_per_second)],
+    ["Concluídos/s", decimal.format(simulation.committed_per_second)],
+    ["Latência (ms)", `p50 ${decimal.format(latency.p50)} · p95 ${decimal.format(latency.p95)} · ` +
+      `p99 ${decimal.format(latency.p99)} · máx ${decimal.format(latency.max)}`],
+    ["Resultados", outcomes || "nenhum"],
+    ["Motivos", Object.entries(simulation.reasons).map(([r, n]) => `${r}: ${inteiro.format(n)}`)
+      .join(", ") || "nenhum"],
+    ["Invariantes", simulation.invariants_ok
+      ? "OK: dinheiro e estoque conservados, nada negativo"
+      : `VIOLADAS: ${simulation.violations.join("; ")}`],
+  ];
+  const list = $("#simulacao-resultado");
+  list.replaceChildren(
+    ...rows.flatMap(([term, value]) => {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      return [dt, dd];
+    }),
+  );
+  list.hidden = false;
+}
+
+async function followSimulation(location) {
+  const response = await fetch(location);
+  if (!response.ok) {
+    $("#simulacao-estado").textContent = await problemText(response);
+    return;
+  }
+  const simulation = await response.json();
+  showSimulation(simulation);
+  if (simulation.running) {
+    setTimeout(() => followSimulation(location), 500);
+  } else {
+    $("#simular button").disabled = false;
+    refreshReport();
+    refreshCatalog();
+  }
+}
+
+$("#simular").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const headers = { "Content-Type": "application/json" };
+  if (form.get("token")) headers.Authorization = `Bearer ${form.get("token")}`;
+  const body = {
+    pedidos: Number(form.get("pedidos")),
+    concorrencia: Number(form.get("concorrencia")),
+    quente_pct: Number(form.get("quente_pct")),
+  };
+  $("#simulacao-resultado").hidden = true;
+  const response = await fetch("/simulacoes", { method: "POST", headers, body: JSON.stringify(body) });
+  if (!response.ok) {
+    $("#simulacao-estado").textContent = await problemText(response);
+    return;
+  }
+  $("#simular button").disabled = true;
+  showSimulation(await response.json());
+  followSimulation(response.headers.get("Location"));
+});
+
+// ---- one order by hand -----------------------------------------------------------------------
+$("#pedido").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = {
+    cliente_id: Number(form.get("cliente_id")),
+    itens: [{ produto_id: Number(form.get("produto_id")), quantidade: Number(form.get("quantidade")) }],
+  };
+  const output = $("#pedido-resultado");
+  output.className = "";
+  output.textContent = "Enviando…";
+  const response = await fetch("/pedido", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (response.status === 201) {
+    const pedido = await response.json();
+    output.className = "ok";
+    output.textContent = `Pedido #${pedido.id} criado: total ${brl.format(Number(pedido.total))}.`;
+    refreshReport();
+    refreshCatalog();
+  } else {
+    output.className = "erro";
+    output.textContent = `Pedido recusado. ${await problemText(response)}`;
+  }
+});
+
+// ---- report ----------------------------------------------------------------------------------
+$("#filtros").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("#resumo").replaceChildren();
+  refreshReport();
+});
+
+$("#resumo-botao").addEventListener("click", () => {
+  swap("resumo", `/painel/resumo?${reportFilters()}`);
+});
+
+poll();

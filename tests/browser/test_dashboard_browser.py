@@ -1,0 +1,113 @@
+"""The dashboard in a real browser: counters, simulation, report, orders placed by hand."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import Store
+
+pytestmark = pytest.mark.browser
+
+
+def number(text: str) -> int:
+    """'1.234' (pt-BR) → 1234."""
+    return int(text.replace(".", ""))
+
+
+def test_simulation_moves_counters_report_and_catalog(page: Page, store: Store) -> None:
+    for i in range(30):
+        store.cliente("80.00", nome=f"Cliente {i}")
+    store.produto("12.50", 1_000, nome="Produto Quente")
+    store.produto("3.00", 5, nome="Produto Raro")
+    page.goto("/")
+    expect(page.get_by_role("heading", name="Pedidos", exact=True)).to_be_visible()
+    expect(page.locator("#relatorio")).to_contain_text("Nenhum pedido encontrado.")
+    expect(page.locator("#produtos")).to_contain_text("R$\u00a012,50")
+
+    page.get_by_label("Pedidos", exact=True).fill("250")
+    page.get_by_label("Concorrência").fill("8")
+    page.get_by_label("Produto quente (%)").fill("60")
+    page.get_by_role("button", name="Iniciar simulação").click()
+
+    expect(page.locator("#simulacao-estado")).to_contain_text("concluída", timeout=60_000)
+    result = page.locator("#simulacao-resultado")
+    expect(result).to_contain_text("Invariantes")
+    expect(result).to_contain_text("OK: dinheiro e estoque conservados")
+    expect(result).to_contain_text("Pedidos/s")
+    committed = store.ledger().pedidos
+    assert committed > 0
+    # The counters poll /status: they reach the database's figures without a reload.
+    expect(page.locator('[data-total="pedidos"]')).to_have_text(f"{committed:,}".replace(",", "."))
+    expect(page.locator('[data-counter="completed"]')).to_have_text(
+        f"{committed:,}".replace(",", ".")
+    )
+    # The report and the catalog were refreshed: orders listed, stock gone down.
+    expect(page.locator("#relatorio tbody tr").first).to_contain_text("R$\u00a0")
+    expect(page.locator("#relatorio")).not_to_contain_text("Nenhum pedido encontrado.")
+    assert number(page.locator("#vazao-atual").inner_text().split(",")[0]) >= 0
+
+
+def test_rejected_order_shows_why_and_accepted_one_its_total(page: Page, store: Store) -> None:
+    pobre = store.cliente("5.00", nome="Cliente Pobre")
+    rico = store.cliente("5000.00", nome="Cliente Rico")
+    caro = store.produto("1234.56", 3, nome="Televisor")
+    page.goto("/")
+
+    form = page.locator("#pedido")
+    form.get_by_label("Cliente (id)").fill(str(pobre))
+    form.get_by_label("Produto (id)").fill(str(caro))
+    form.get_by_role("button", name="Enviar pedido").click()
+    outcome = page.locator("#pedido-resultado")
+    expect(outcome).to_contain_text("Pedido recusado")
+    expect(outcome).to_contain_text("Saldo insuficiente")
+
+    form.get_by_label("Cliente (id)").fill(str(rico))
+    form.get_by_label("Quantidade").fill("2")
+    form.get_by_role("button", name="Enviar pedido").click()
+    expect(outcome).to_contain_text(re.compile(r"Pedido #\d+ criado: total R\$\s2\.469,12"))
+    expect(page.locator("#relatorio")).to_contain_text("2 \u00d7 produto")
+    expect(page.locator("#clientes")).to_contain_text("R$\u00a02.530,88")
+    expect(page.locator("#produtos")).to_contain_text("Televisor")
+
+
+def test_report_filters_summary_and_csv_link(page: Page, store: Store) -> None:
+    ana = store.cliente("1000.00", nome="Ana")
+    bia = store.cliente("1000.00", nome="Bia")
+    produto = store.produto("10.00", 100, nome="Caneca")
+    page.goto("/")
+    form = page.locator("#pedido")
+    for cliente in (ana, bia, bia):
+        form.get_by_label("Cliente (id)").fill(str(cliente))
+        form.get_by_label("Produto (id)").fill(str(produto))
+        form.get_by_role("button", name="Enviar pedido").click()
+        expect(page.locator("#pedido-resultado")).to_contain_text("criado")
+        page.locator("#pedido-resultado").evaluate("node => node.textContent = ''")
+
+    filtros = page.locator("#filtros")
+    filtros.get_by_label("Cliente (id)").fill(str(bia))
+    filtros.get_by_role("button", name="Filtrar").click()
+    expect(page.locator("#relatorio tbody tr")).to_have_count(2)
+    expect(page.locator("#csv")).to_have_attribute("href", f"/relatorio.csv?cliente_id={bia}")
+
+    filtros.get_by_role("button", name="Calcular resumo").click()
+    expect(page.locator("#resumo")).to_contain_text("2 pedidos")
+    expect(page.locator("#resumo")).to_contain_text("R$\u00a020,00")
+
+    filtros.get_by_label("Cliente (id)").fill("")
+    filtros.get_by_label("Desde (UTC)").fill("2999-01-01T00:00:00")
+    filtros.get_by_role("button", name="Filtrar").click()
+    expect(page.locator("#relatorio")).to_contain_text("Nenhum pedido encontrado.")
+
+
+def test_keyboard_reaches_the_skip_link_first(page: Page) -> None:
+    page.goto("/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Pular para o conteúdo"
+    for field in page.locator("input").all():
+        field_id = field.get_attribute("id")
+        labelled = field.evaluate("node => node.labels.length")
+        assert labelled == 1, f"input {field_id or field.get_attribute('name')} has no label"

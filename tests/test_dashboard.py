@@ -1,0 +1,226 @@
+"""The dashboard's server side: page, fragments, CSV export, simulations and their guard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from pedidos.app import create_app
+from pedidos.config import Settings
+from pedidos.formatting import brl, data_hora, inteiro
+from tests.conftest import Store
+
+
+def test_brazilian_formatting() -> None:
+    assert brl(Decimal("1234.5")) == "R$\u00a01.234,50"
+    assert brl(Decimal("0.07")) == "R$\u00a00,07"
+    assert brl(Decimal("-1234567.891")) == "-R$\u00a01.234.567,89"
+    assert inteiro(1234567) == "1.234.567"
+    assert data_hora(datetime(2026, 11, 29, 15, 4, 5)) == "29/11/2026 15:04:05 UTC"
+    assert data_hora(datetime(2026, 11, 29, 15, 4, 5, tzinfo=UTC)) == "29/11/2026 15:04:05 UTC"
+
+
+def order(client: FlaskClient, cliente_id: int, produto_id: int, quantidade: int = 1) -> Any:
+    body = {
+        "cliente_id": cliente_id,
+        "itens": [{"produto_id": produto_id, "quantidade": quantidade}],
+    }
+    return client.post("/pedido", json=body)
+
+
+def test_page_shows_catalog_and_orders_in_portuguese(app: Flask, store: Store) -> None:
+    cliente = store.cliente("1500.00", nome="Maria da Silva")
+    produto = store.produto("1234.56", 3, nome="Cadeira Gamer")
+    assert order(app.test_client(), cliente, produto).status_code == 201
+
+    page = app.test_client().get("/")
+
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert '<html lang="pt-BR">' in html
+    assert "Maria da Silva" in html and "Cadeira Gamer" in html
+    assert "R$\u00a0265,44" in html  # saldo after the order
+    assert "R$\u00a01.234,56" in html  # preco, and the order's total
+    assert "1 \u00d7 produto" in html
+
+
+def test_assets_are_served_locally(app: Flask) -> None:
+    client = app.test_client()
+    html = client.get("/").get_data(as_text=True)
+    assert "http://" not in html.split("<body>")[0] and "https://" not in html
+    for asset in ("/static/dashboard.js", "/static/dashboard.css"):
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.data) > 500
+        response.close()
+
+
+def test_report_fragment_filters_and_pages(app: Flask, store: Store) -> None:
+    ana, bia = store.cliente("1000.00", nome="Ana"), store.cliente("1000.00", nome="Bia")
+    produto = store.produto("10.00", 100)
+    client = app.test_client()
+    for _ in range(25):
+        order(client, ana, produto)
+    order(client, bia, produto, 2)
+
+    first = client.get(f"/painel/relatorio?cliente_id={ana}").get_data(as_text=True)
+    assert first.count("<tr>") == 1 + 20  # header + a page of 20
+    assert f"<td>{bia}</td>" not in first
+    cursor = first.split('data-cursor="')[1].split('"')[0]
+    second = client.get(f"/painel/relatorio?cliente_id={ana}&cursor={cursor}")
+    assert second.get_data(as_text=True).count("<tr>") == 1 + 5
+    only_bia = client.get(f"/painel/relatorio?cliente_id={bia}").get_data(as_text=True)
+    assert "2 \u00d7 produto" in only_bia and "R$\u00a020,00" in only_bia
+
+    summary = client.get(f"/painel/resumo?produto_id={produto}").get_data(as_text=True)
+    assert "<strong>26</strong> pedidos" in summary and "R$\u00a0270,00" in summary
+
+
+def test_fragments_refuse_bad_filters_with_problems(app: Flask) -> None:
+    client = app.test_client()
+    for url in (
+        "/painel/relatorio?cliente_id=abc",
+        "/painel/relatorio?desde=ontem",
+        "/painel/relatorio?cursor=nope",
+        "/painel/clientes?after=-1",
+        "/relatorio.csv?produto_id=0",
+    ):
+        response = client.get(url)
+        assert response.status_code == 422, url
+        assert response.mimetype == "application/problem+json"
+
+
+def test_csv_export_has_every_item_of_every_matching_order(app: Flask, store: Store) -> None:
+    cliente = store.cliente("100000.00")
+    caneta, caderno = store.produto("2.50", 10_000), store.produto("19.90", 10_000)
+    client = app.test_client()
+    body = {
+        "cliente_id": cliente,
+        "itens": [
+            {"produto_id": caneta, "quantidade": 3},
+            {"produto_id": caderno, "quantidade": 1},
+        ],
+    }
+    for _ in range(230):  # more than one CSV page (200 orders)
+        assert client.post("/pedido", json=body).status_code == 201
+
+    response = client.get(f"/relatorio.csv?cliente_id={cliente}")
+
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert len(rows) == 460 and len({r["pedido_id"] for r in rows}) == 230
+    assert sum(Decimal(r["subtotal"]) for r in rows) == Decimal("230") * Decimal("27.40")
+    assert {(r["produto_id"], r["quantidade"], r["preco_unitario"]) for r in rows} == {
+        (str(caneta), "3", "2.50"),
+        (str(caderno), "1", "19.90"),
+    }
+
+
+def wait_for_simulation(client: FlaskClient, location: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        simulation: dict[str, Any] = client.get(location).get_json()
+        if not simulation["running"]:
+            return simulation
+        time.sleep(0.05)
+    raise AssertionError("the simulation did not finish in 60 s")
+
+
+def test_simulation_runs_and_checks_invariants(app: Flask, store: Store) -> None:
+    for i in range(20):
+        store.cliente("60.00", nome=f"Cliente {i}")
+    hot = store.produto("7.00", 500)
+    for _ in range(5):
+        store.produto("5.00", 3)
+    client = app.test_client()
+
+    started = client.post(
+        "/simulacoes", json={"pedidos": 300, "concorrencia": 12, "quente_pct": 50}
+    )
+    assert started.status_code == 202
+    assert client.post("/simulacoes", json={"pedidos": 1}).status_code in (202, 409)
+    done = wait_for_simulation(client, started.headers["Location"])
+
+    assert done["done"] == 300 and sum(done["outcomes"].values()) == 300
+    assert done["invariants_ok"] is True and done["violations"] == []
+    assert done["outcomes"]["concluido"] == store.ledger().pedidos
+    # Money runs out (20 clientes x R$ 60), so some are rejected, each with its reason.
+    assert done["outcomes"]["rejeitado"] == sum(done["reasons"].values()) > 0
+    assert 500 - store.estoque(hot) > 0  # the hot produto was bought
+    assert done["latency_ms"]["p50"] <= done["latency_ms"]["p99"] <= done["latency_ms"]["max"]
+
+
+def test_only_one_simulation_at_a_time(app: Flask, store: Store) -> None:
+    store.cliente("100000.00")
+    store.produto("1.00", 100_000)
+    client = app.test_client()
+    first = client.post("/simulacoes", json={"pedidos": 3000, "concorrencia": 4})
+    second = client.post("/simulacoes", json={"pedidos": 10})
+    assert first.status_code == 202
+    assert second.status_code == 409
+    assert second.get_json()["type"] == "urn:pedidos:problem:simulacao-em-andamento"
+    wait_for_simulation(client, first.headers["Location"])
+    assert client.get("/simulacoes/999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"pedidos": 0},
+        {"pedidos": 100_001},
+        {"concorrencia": 257},
+        {"quente_pct": 101},
+        {"pedidos": "10"},
+        {"pedidos": 1.0},
+        {"outro": 1},
+    ],
+)
+def test_simulation_input_is_validated(app: Flask, body: dict[str, Any]) -> None:
+    response = app.test_client().post("/simulacoes", json=body)
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+
+
+@pytest.fixture
+def guarded_app(database_url: str, engine: object) -> Any:
+    app = create_app(Settings(database_url=database_url, admin_token="s3cr3t-token"))
+    yield app
+    app.extensions["pedidos"].close()
+
+
+def test_simulations_need_the_admin_token_when_one_is_set(guarded_app: Flask) -> None:
+    client = guarded_app.test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cr3t-token"}):
+        response = client.post("/simulacoes", json={"pedidos": 1}, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "s3cr3t" not in response.get_data(as_text=True)
+    allowed = client.post(
+        "/simulacoes", json={"pedidos": 1}, headers={"Authorization": "Bearer s3cr3t-token"}
+    )
+    assert allowed.status_code == 202
+    wait_for_simulation(client, allowed.headers["Location"])
+    # The page asks for the token only when one is configured.
+    assert 'name="token"' in client.get("/").get_data(as_text=True)
+
+
+def test_simulations_are_refused_in_production_without_a_token(
+    database_url: str, engine: object
+) -> None:
+    settings = replace(Settings(database_url=database_url), environment="production")
+    app = create_app(settings)
+    try:
+        response = app.test_client().post("/simulacoes", json={"pedidos": 1})
+        assert response.status_code == 403
+        assert response.get_json()["type"] == "urn:pedidos:problem:admin-desativado"
+    finally:
+        app.extensions["pedidos"].close()

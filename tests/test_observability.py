@@ -1,0 +1,94 @@
+"""Metrics in Prometheus format, request ids in logs, and the JSON log format."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import pytest
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from pedidos.logs import JsonFormatter, request_id
+from tests.conftest import Store
+
+
+def samples(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_orders_by_outcome_and_http_by_route(app: Flask, store: Store) -> None:
+    cliente = store.cliente("10.00")
+    produto = store.produto("4.00", 100)
+    client = app.test_client()
+    before = samples(app)
+    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    statuses = [client.post("/pedido", json=body).status_code for _ in range(4)]
+    assert statuses == [201, 201, 409, 409]  # R$ 10 buys two at R$ 4
+
+    after = samples(app)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("pedidos_orders_total", outcome="concluido", reason="") == 2
+    assert grew("pedidos_orders_total", outcome="rejeitado", reason="saldo_insuficiente") == 2
+    assert grew("pedidos_order_seconds_count") == 4
+    assert grew("pedidos_http_requests_total", method="POST", endpoint="/pedido", status="201") == 2
+    assert grew("pedidos_http_requests_total", method="POST", endpoint="/pedido", status="409") == 2
+    assert grew("pedidos_http_request_seconds_count", endpoint="/pedido") == 4
+    # Nothing is in flight or holding a connection once every answer is out.
+    assert after[("pedidos_in_flight", ())] == 0
+    assert after[("pedidos_queue_depth", ())] == 0
+    assert after[("pedidos_db_pool_checked_out", ())] == 0
+
+
+def test_request_id_follows_the_order_into_the_worker_and_back(
+    app: Flask, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    cliente = store.cliente("100.00")
+    produto = store.produto("1.00", 10)
+    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    with caplog.at_level(logging.INFO, logger="pedidos"):
+        response = app.test_client().post(
+            "/pedido", json=body, headers={"X-Request-Id": "pedido-abc.123"}
+        )
+
+    assert response.headers["X-Request-Id"] == "pedido-abc.123"
+    outcome_lines = [r for r in caplog.records if r.getMessage() == "order concluido"]
+    assert len(outcome_lines) == 1
+    line = outcome_lines[0]
+    assert line.__dict__["request_id"] == "pedido-abc.123"
+    assert line.__dict__["pedido_id"] == response.get_json()["id"]
+    assert line.threadName != threading.current_thread().name  # logged by a worker
+
+
+def test_unsafe_request_ids_are_replaced(app: Flask) -> None:
+    for offered in ("has space", "x" * 65, 'quote"', ""):
+        response = app.test_client().get("/healthz", headers={"X-Request-Id": offered})
+        echoed = response.headers["X-Request-Id"]
+        assert echoed != offered and len(echoed) == 32 and echoed.isalnum()
+
+
+def test_json_log_lines_carry_fields_and_the_context_request_id() -> None:
+    record = logging.makeLogRecord(
+        {"name": "pedidos.processor", "levelname": "INFO", "msg": "order %s", "args": ("x",)}
+    )
+    record.outcome = "rejeitado"
+    token = request_id.set("abc")
+    try:
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert line["message"] == "order x" and line["level"] == "info"
+    assert line["request_id"] == "abc" and line["outcome"] == "rejeitado"
+    assert line["time"].endswith("+00:00")
