@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test faults lint typecheck check format bench bench-reads bench-soak bench-wrk simulate audit clean
+.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-wrk simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,20 @@ run: install
 	$(BIN)/pedidos seed --if-empty --clientes 1000 --produtos 200
 	$(BIN)/pedidos serve
 
-## The test suite on SQLite and MariaDB (MariaDB tests skip locally if it is down, fail under
-## CI=true). Fault injection is `make faults`.
-test: install
+## Debian's Chromium for the browser tests (test tools' own browser downloads are not used).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is not installed and cannot be installed here: browser tests will skip"
+
+## The test suite on SQLite and MariaDB, browser tests included (MariaDB and browser tests skip
+## locally when they cannot run, and fail under CI=true). Fault injection is `make faults`.
+test: install chromium
 	$(BIN)/pytest
+
+## The README's dashboard screenshot, from a seeded SQLite database and a simulation.
+screenshot: install chromium
+	$(BIN)/python -m tests.browser.screenshot docs/dashboard.png
 
 ## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): ~5 min.
 faults: install

@@ -62,7 +62,9 @@ def test_rejected_order_shows_why_and_accepted_one_its_total(page: Page, store: 
     form.get_by_role("button", name="Enviar pedido").click()
     outcome = page.locator("#pedido-resultado")
     expect(outcome).to_contain_text("Pedido recusado")
-    expect(outcome).to_contain_text("Saldo insuficiente")
+    expect(outcome).to_contain_text(
+        f"Saldo insuficiente: o cliente {pobre} tem R$\u00a05,00 e o pedido custa R$\u00a01.234,56."
+    )
 
     form.get_by_label("Cliente (id)").fill(str(rico))
     form.get_by_label("Quantidade").fill("2")

@@ -10,11 +10,24 @@ const CHART_POINTS = 120;
 
 const $ = (selector) => document.querySelector(selector);
 
+// Rejections explained in Portuguese from the problem's facts (its detail is in English).
+const REJECTIONS = {
+  saldo_insuficiente: (p) =>
+    `Saldo insuficiente: o cliente ${p.cliente_id} tem ${brl.format(Number(p.saldo))} ` +
+    `e o pedido custa ${brl.format(Number(p.total))}.`,
+  estoque_insuficiente: (p) =>
+    `Estoque insuficiente: o produto ${p.produto_id} tem ${inteiro.format(p.disponivel)} ` +
+    `unidade(s) e o pedido pede ${inteiro.format(p.pedido)}.`,
+  cliente_nao_encontrado: (p) => `Cliente ${p.cliente_id} não existe.`,
+  produto_nao_encontrado: (p) => `Produto(s) ${p.produto_ids.join(", ")} não existe(m).`,
+};
+
 async function problemText(response) {
-  // Every API error is RFC 9457 problem+json: show its title and detail.
+  // Every API error is RFC 9457 problem+json: explain a rejection, else show title and detail.
   try {
     const problem = await response.json();
-    return `${problem.title}: ${problem.detail}`;
+    const explain = REJECTIONS[problem.reason];
+    return explain ? explain(problem) : `${problem.title}: ${problem.detail}`;
   } catch {
     return `HTTP ${response.status}`;
   }
