@@ -8,6 +8,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from pedidos.http_input import read_idempotency_key, read_pedido_body, read_prefer, read_query
 from pedidos.intake import run_direct, run_recorded
@@ -147,6 +148,16 @@ def get_pedido(pedido_id: int) -> Response:
     return json_response(_solicitacao_out(pedido_id))
 
 
+def report_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
+    """A page of the report, or 422 when the cursor was not one of ours."""
+    try:
+        return pedidos_page(session, query)
+    except CursorInvalido:
+        raise Problem(
+            422, "cursor-invalido", "Invalid cursor", "Use the next_cursor of a previous page."
+        ) from None
+
+
 @api.get("/relatorio")
 @operation(
     Operation(
@@ -161,12 +172,7 @@ def get_pedido(pedido_id: int) -> Response:
 def get_relatorio() -> Response:
     query = read_query(RelatorioQuery)
     with current_runtime().read_sessions.begin() as session:
-        try:
-            page, next_cursor = pedidos_page(session, query)
-        except CursorInvalido:
-            raise Problem(
-                422, "cursor-invalido", "Invalid cursor", "Use the next_cursor of a previous page."
-            ) from None
+        page, next_cursor = report_page(session, query)
         summary = resumo(session, query) if query.resumo and query.cursor is None else None
     return json_response(RelatorioOut(pedidos=page, next_cursor=next_cursor, resumo=summary))
 

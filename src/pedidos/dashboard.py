@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, render_template, stream_with_context
 
+from pedidos.api import report_page
 from pedidos.formatting import brl, data_hora, inteiro
 from pedidos.http_input import read_query
-from pedidos.problems import Problem
-from pedidos.relatorio import CursorInvalido, clientes_page, pedidos_page, produtos_page, resumo
+from pedidos.relatorio import clientes_page, pedidos_page, produtos_page, resumo
 from pedidos.runtime import current_runtime
 from pedidos.schemas import PageQuery, RelatorioQuery
 from pedidos.tallies import read_totals
@@ -68,12 +68,7 @@ def _report_query(limit: int) -> RelatorioQuery:
 def relatorio_fragment() -> str:
     query = _report_query(REPORT_PAGE)
     with current_runtime().read_sessions.begin() as session:
-        try:
-            pedidos, next_cursor = pedidos_page(session, query)
-        except CursorInvalido:
-            raise Problem(
-                422, "cursor-invalido", "Invalid cursor", "Start from the first page."
-            ) from None
+        pedidos, next_cursor = report_page(session, query)
     return render_template("_relatorio.html", pedidos=pedidos, next_cursor=next_cursor)
 
 
