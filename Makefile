@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-wrk simulate audit clean
+.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-reads: install
 ## Memory over a 1,000,000-order run through the batched processor (RSS sampled), ~20 min.
 bench-soak: install
 	$(BIN)/pedidos bench soak $(BENCH_ARGS)
+
+## Memory of gunicorn's workers over a long wrk run (BENCH_SECONDS, default 600).
+bench-soak-http: install
+	bash benchmarks/soak_http.sh
 
 ## Server-side HTTP throughput with wrk (Debian package), gunicorn and MariaDB.
 bench-wrk: install

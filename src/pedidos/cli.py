@@ -32,15 +32,22 @@ def cli() -> None:
     \b
     Examples:
       pedidos init-db && pedidos seed --clientes 1000 --produtos 200
-      pedidos serve --port 5000
+      pedidos serve --port 5000        # the dashboard is at http://127.0.0.1:5000/
       pedidos simulate --pedidos 1000 --concorrencia 50
+      pedidos bench matrix --databases mariadb
     Configure with DATABASE_URL and PEDIDOS_* variables (see README).
     """
 
 
 @cli.command("init-db")
 def init_db() -> None:
-    """Create or upgrade the schema (Alembic migrations)."""
+    """Create or upgrade the schema (Alembic migrations); safe to run again.
+
+    \b
+    Examples:
+      pedidos init-db
+      DATABASE_URL='mysql+pymysql://root@127.0.0.1:3306/pedidos' pedidos init-db
+    """
     upgrade_schema(current_runtime().settings.database_url)
     click.echo("schema is up to date")
 
@@ -184,9 +191,15 @@ def simulate_command(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 def serve(host: str, port: int) -> None:
-    """Serve the API with a threaded server (debugger off; see README for production).
+    """Serve the API and the dashboard with a threaded server (debugger off).
 
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
+    For production use gunicorn (see README).
+
+    \b
+    Examples:
+      pedidos serve                       # http://127.0.0.1:5000/
+      pedidos serve --host 0.0.0.0 --port 8080
     """
     runtime = current_runtime()
     configure_logging(runtime.settings.log_format)

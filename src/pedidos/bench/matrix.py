@@ -405,4 +405,5 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_results(cells)
     print(f"\nresults: {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
-    return 1 if any(cell.violations for cell in cells) else 0
+    # The naive baseline is expected to break the invariants; the service never may.
+    return 1 if any(cell.violations for cell in cells if cell.mode != "naive") else 0
