@@ -16,7 +16,10 @@ from flask.testing import FlaskClient
 
 from pedidos.app import create_app
 from pedidos.config import Settings
+from pedidos.db import make_engine, make_sessions
 from pedidos.formatting import brl, data_hora, inteiro
+from pedidos.processor import PedidoProcessor
+from pedidos.simulations import SimulationPlan, Simulations
 from tests.conftest import Store
 
 
@@ -224,3 +227,31 @@ def test_simulations_are_refused_in_production_without_a_token(
         assert response.get_json()["type"] == "urn:pedidos:problem:admin-desativado"
     finally:
         app.extensions["pedidos"].close()
+
+
+def test_closing_the_app_stops_a_running_simulation(app: Flask, store: Store) -> None:
+    store.cliente("100000.00")
+    store.produto("1.00", 100_000)
+    started = app.test_client().post("/simulacoes", json={"pedidos": 100_000, "concorrencia": 4})
+    simulation = app.extensions["pedidos"].simulations.get(started.get_json()["id"])
+    while simulation.done < 10:
+        time.sleep(0.01)
+
+    app.extensions["pedidos"].close()
+
+    assert not simulation.running and simulation.done < 100_000
+    assert simulation.error is None and simulation.violations == []
+
+
+def test_a_simulation_that_cannot_reach_the_database_reports_it() -> None:
+    unreachable = make_sessions(make_engine("mysql+pymysql://nobody@127.0.0.1:1/none"))
+    processor = PedidoProcessor(unreachable, workers=1, queue_size=1, max_retries=0)
+    simulations = Simulations(unreachable, processor)
+    try:
+        simulation = simulations.start(SimulationPlan(pedidos=5, concorrencia=1, quente_pct=0))
+        simulations.stop()
+        assert not simulation.running
+        assert simulation.error == "OperationalError (see the service log)"
+        assert simulation.violations is None
+    finally:
+        processor.shutdown()

@@ -260,8 +260,9 @@ class SimulacaoOut(BaseModel):
         description="concluido, rejeitado, sobrecarga, desligando or falhou"
     )
     reasons: dict[str, int] = Field(description="Rejection reasons and error names")
-    invariants_ok: bool | None = Field(description="None while running")
+    invariants_ok: bool | None = Field(description="None while running, or if it failed")
     violations: list[str]
+    error: str | None = Field(description="Why the simulation could not finish, if it failed")
 
 
 class HealthOut(BaseModel):

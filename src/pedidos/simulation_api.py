@@ -37,6 +37,7 @@ def simulacao_out(simulation: Simulation) -> SimulacaoOut:
         reasons=dict(result.reasons),
         invariants_ok=None if simulation.violations is None else not simulation.violations,
         violations=simulation.violations or [],
+        error=simulation.error,
     )
 
 

@@ -8,6 +8,7 @@ invariant check of the whole database. One runs at a time; the last few are kept
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -23,6 +24,8 @@ from pedidos.processor import Overloaded, PedidoProcessor, ShuttingDown
 from pedidos.running import Job
 from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, random_pedido_request
 from pedidos.simulate import SimulationResult
+
+log = logging.getLogger(__name__)
 
 KEPT = 10
 RESULT_TIMEOUT = 120.0
@@ -48,8 +51,10 @@ class Simulation:
     result: SimulationResult
     running: bool = True
     violations: list[str] | None = None
+    error: str | None = None  # why the simulation itself could not finish
     started: float = field(default_factory=time.perf_counter)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def done(self) -> int:
@@ -81,22 +86,37 @@ class Simulations:
             self._kept[simulation.id] = simulation
             while len(self._kept) > KEPT:
                 self._kept.popitem(last=False)
-        threading.Thread(
+        simulation._thread = threading.Thread(
             target=self._run, args=(simulation,), name=f"simulation-{simulation.id}", daemon=True
-        ).start()
+        )
+        simulation._thread.start()
         return simulation
 
     def get(self, simulation_id: int) -> Simulation | None:
         with self._lock:
             return self._kept.get(simulation_id)
 
-    def stop(self) -> None:
-        """Ask running simulations to stop sending (on shutdown)."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop running simulations from sending, and wait for them to end (on shutdown)."""
         with self._lock:
-            for simulation in self._kept.values():
-                simulation._stop.set()
+            running = list(self._kept.values())
+        for simulation in running:
+            simulation._stop.set()
+        deadline = time.monotonic() + timeout
+        for simulation in running:
+            if simulation._thread is not None:
+                simulation._thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self, simulation: Simulation) -> None:
+        try:
+            self._simulate(simulation)
+        except Exception as error:  # a background thread: record it, never die silently
+            log.exception("simulation %d failed", simulation.id)
+            simulation.error = f"{type(error).__name__} (see the service log)"
+        finally:
+            simulation.running = False
+
+    def _simulate(self, simulation: Simulation) -> None:
         plan, result = simulation.plan, simulation.result
         with self._read_sessions.begin() as session:
             before = take_ledger(session)
@@ -139,7 +159,6 @@ class Simulations:
         if lost:
             found.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
         simulation.violations = found
-        simulation.running = False
 
     def _pick(self, plan: SimulationPlan, hot: int | None, rng: random.Random) -> Job:
         """None lets the processor pick a random order; a hot order buys the hot produto."""

@@ -169,6 +169,10 @@ function showSimulation(simulation) {
       `${inteiro.format(simulation.pedidos)} pedidos`;
     return;
   }
+  if (simulation.error) {
+    $("#simulacao-estado").textContent = `Simulação ${simulation.id} falhou: ${simulation.error}.`;
+    return;
+  }
   $("#simulacao-estado").textContent = `Simulação ${simulation.id} concluída.`;
   const latency = simulation.latency_ms;
   const rows = [
