@@ -31,7 +31,9 @@ def main(target: str) -> None:
         engine.dispose()
         app = create_app(Settings(database_url=url, recovery_interval=0))
         with serving(app) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--lang=pt-BR"]
+            )
             page = browser.new_page(
                 base_url=base, locale="pt-BR", viewport={"width": 1280, "height": 900}
             )
