@@ -1,0 +1,96 @@
+"""Under gunicorn with several workers, /metrics adds up every worker's orders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pedidos.db import make_engine
+from pedidos.seed import seed
+from tests.faults.harness import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS = 3
+
+
+def orders_counted(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pedidos_orders_total"
+    )
+
+
+@pytest.fixture
+def gunicorn_url(tmp_path: Path) -> Iterator[str]:
+    database_url = f"sqlite:///{tmp_path / 'pedidos.sqlite3'}"
+    subprocess.run(
+        [str(Path(sys.executable).with_name("pedidos")), "init-db"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        check=True,
+        capture_output=True,
+    )
+    engine = make_engine(database_url)
+    seed(engine, 50, 10, random_seed=5)
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PEDIDOS_GUNICORN_WORKERS": str(WORKERS),
+        "PEDIDOS_RECOVERY_INTERVAL": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "PEDIDOS_LOG_FORMAT": "json",
+    }
+    log = (tmp_path / "gunicorn.log").open("wb")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "-b",
+            f"127.0.0.1:{port}",
+            "pedidos.wsgi:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "gunicorn start")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    # Each order left one JSON line with its outcome and request id.
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "gunicorn.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    outcomes = [line for line in lines if line.get("message", "").startswith("order ")]
+    assert outcomes and all(len(line["request_id"]) == 32 for line in outcomes)
+
+
+def test_metrics_sum_over_every_worker(gunicorn_url: str) -> None:
+    with httpx.Client(base_url=gunicorn_url) as client:
+        # New connections each time: gunicorn spreads them over its workers.
+        answers = [
+            client.post("/pedido", headers={"Connection": "close"}).status_code for _ in range(60)
+        ]
+    assert set(answers) <= {201, 409}
+
+    # Whichever worker answers the scrape, it reports all 60 orders.
+    assert [orders_counted(gunicorn_url) for _ in range(6)] == [60.0] * 6
