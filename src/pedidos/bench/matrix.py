@@ -13,7 +13,7 @@ import json
 import math
 import os
 import random
-import subprocess
+import subprocess  # nosec B404: starts gunicorn for the http mode, fixed arguments
 import sys
 import threading
 import time
@@ -227,7 +227,7 @@ def gunicorn(database_url: str, port: int) -> Iterator[str]:
         f"127.0.0.1:{port}",
         "pedidos.wsgi:app",
     ]
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # nosec B603: our own gunicorn, no shell, fixed arguments
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"

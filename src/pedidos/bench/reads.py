@@ -33,25 +33,28 @@ def fill_orders(engine: Engine, pedidos: int) -> tuple[int, int]:
         clientes = connection.execute(text("SELECT COUNT(*) FROM clientes")).scalar_one()
         produtos = connection.execute(text("SELECT COUNT(*) FROM produtos")).scalar_one()
         when = "UTC_TIMESTAMP(6) - INTERVAL (seq * 2591000) MICROSECOND"
+        # MariaDB's sequence tables are named by their size, so the count is part of the
+        # table name and cannot be a bound parameter; it is an int from the command line.
+        sequence = f"seq_1_to_{int(pedidos)}"
         connection.execute(
             text(
-                "INSERT INTO solicitacoes (id, estado, tentativas, criado_em, atualizado_em) "
-                f"SELECT seq, 'CONCLUIDO', 1, {when}, {when} FROM seq_1_to_{pedidos}"
+                "INSERT INTO solicitacoes (id, estado, tentativas, criado_em, atualizado_em) "  # nosec B608
+                f"SELECT seq, 'CONCLUIDO', 1, {when}, {when} FROM {sequence}"
             )
         )
         connection.execute(
             text(
-                "INSERT INTO pedidos (id, cliente_id, total, criado_em) "
+                "INSERT INTO pedidos (id, cliente_id, total, criado_em) "  # nosec B608
                 f"SELECT seq, :cmin + (seq * 7919) % :c, 9.90 * (1 + seq % 3), {when} "
-                f"FROM seq_1_to_{pedidos}"
+                f"FROM {sequence}"
             ),
             {"cmin": cliente_min, "c": clientes},
         )
         connection.execute(
             text(
-                "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario) "
+                "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario) "  # nosec B608
                 "SELECT seq, :pmin + (seq * 104729) % :p, 1 + seq % 3, 9.90 "
-                f"FROM seq_1_to_{pedidos}"
+                f"FROM {sequence}"
             ),
             {"pmin": produto_min, "p": produtos},
         )
