@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 
 from pedidos.app import create_app
 from pedidos.db import upgrade_schema
-from pedidos.invariants import missing_pedidos, take_ledger, violations
+from pedidos.invariants import check_after_load, take_ledger
 from pedidos.logs import configure_logging
 from pedidos.runtime import current_runtime
 from pedidos.safety import database_problems
@@ -157,10 +157,7 @@ def simulate_command(
     broken: list[str] = []
     if verify:
         with sessions.begin() as session:
-            broken = violations(before, take_ledger(session))
-            lost = missing_pedidos(session, result.acknowledged)
-        if lost:
-            broken.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
+            broken = check_after_load(session, before, result.acknowledged)
     rows: dict[str, object] = {
         "pedidos": pedidos,
         "concorrencia": concorrencia,

@@ -148,3 +148,12 @@ def missing_pedidos(session: Session, acknowledged: Iterable[int]) -> list[int]:
         chunk = ids[start : start + CHUNK]
         present.update(session.execute(select(Pedido.id).where(Pedido.id.in_(chunk))).scalars())
     return [i for i in ids if i not in present]
+
+
+def check_after_load(session: Session, before: Ledger, acknowledged: Iterable[int]) -> list[str]:
+    """Every broken invariant since `before`, plus acknowledged orders that went missing."""
+    found = violations(before, take_ledger(session))
+    lost = missing_pedidos(session, acknowledged)
+    if lost:
+        found.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
+    return found

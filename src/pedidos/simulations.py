@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.invariants import missing_pedidos, take_ledger, violations
+from pedidos.invariants import check_after_load, take_ledger
 from pedidos.models import Produto
 from pedidos.processor import Overloaded, PedidoProcessor, ShuttingDown
 from pedidos.running import Job
@@ -154,11 +154,7 @@ class Simulations:
             thread.join()
         result.seconds = time.perf_counter() - simulation.started
         with self._read_sessions.begin() as session:
-            found = violations(before, take_ledger(session))
-            lost = missing_pedidos(session, result.acknowledged)
-        if lost:
-            found.append(f"{len(lost)} acknowledged orders missing, e.g. {lost[:5]}")
-        simulation.violations = found
+            simulation.violations = check_after_load(session, before, result.acknowledged)
 
     def _pick(self, plan: SimulationPlan, hot: int | None, rng: random.Random) -> Job:
         """None lets the processor pick a random order; a hot order buys the hot produto."""
