@@ -82,14 +82,22 @@ def _run_in_process_worker(job: Job) -> Outcome:
     return run_order(_worker_sessions, _worker_work, job, _worker_max_retries)
 
 
+def _retries_of(outcome: Outcome | None, error: BaseException | None) -> tuple[str, ...]:
+    """The error code of every retry the order took, whether it ended well or not."""
+    if isinstance(error, RetriesExhausted):
+        return (error.code,) * (error.attempts - 1)
+    return outcome.retries if outcome is not None else ()
+
+
 def _observe(
-    outcome: Outcome | None, error: BaseException | None, seconds: float, caller: str | None
+    outcome: Outcome | None,
+    error: BaseException | None,
+    retries: tuple[str, ...],
+    seconds: float,
+    caller: str | None,
 ) -> None:
     """Metrics and the one log line of an order's outcome."""
     metrics.ORDER_SECONDS.observe(seconds)
-    retries = outcome.retries if outcome is not None else ()
-    if isinstance(error, RetriesExhausted):
-        retries = (error.code,) * (error.attempts - 1)
     for code in retries:
         metrics.RETRIES.labels(code).inc()
     fields: dict[str, object] = {"ms": round(seconds * 1000, 2), "retries": len(retries)}
@@ -262,19 +270,17 @@ class PedidoProcessor:
     ) -> None:
         error = task.exception()
         outcome = None if error is not None else task.result()
+        retries = _retries_of(outcome, error)
         with self._lock:
+            self._retries.update(retries)
             if outcome is None:
                 self._failed += 1
-                if isinstance(error, RetriesExhausted):
-                    self._retries[error.code] += error.attempts - 1
+            elif outcome.rejection is not None:
+                self._rejected[outcome.rejection.reason] += 1
             else:
-                self._retries.update(outcome.retries)
-                if outcome.rejection is not None:
-                    self._rejected[outcome.rejection.reason] += 1
-                else:
-                    self._completed += 1
+                self._completed += 1
         self._finish()
-        _observe(outcome, error, time.perf_counter() - admitted, caller)
+        _observe(outcome, error, retries, time.perf_counter() - admitted, caller)
         if outcome is None:
             if not isinstance(error, RetriesExhausted):
                 log.error("order failed unexpectedly", exc_info=error)
