@@ -24,6 +24,11 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+def _request_id_of(record: logging.LogRecord) -> str | None:
+    """The id the record was logged with, else the one of the context that logged it."""
+    return getattr(record, "request_id", None) or request_id.get()
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, and extras."""
 
@@ -34,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        current = getattr(record, "request_id", None) or request_id.get()
+        current = _request_id_of(record)
         if current:
             entry["request_id"] = current
         for key, value in vars(record).items():
@@ -50,7 +55,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        current = getattr(record, "request_id", None) or request_id.get()
+        current = _request_id_of(record)
         return f"{line} [{current}]" if current else line
 
 
