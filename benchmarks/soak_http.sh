@@ -11,15 +11,9 @@ SECONDS_TOTAL="${BENCH_SECONDS:-600}"
 export DATABASE_URL="${BENCH_MARIADB_URL:-mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4}"
 export PEDIDOS_RECOVERY_INTERVAL=0
 
-mariadb --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS pedidos_bench"
-"$BIN/pedidos" init-db >/dev/null
 # Rich clientes and deep stock, so that the run is orders, not rejections.
-"$BIN/pedidos" seed --reset --clientes 10000 --produtos 10000 --seed 1 >/dev/null 2>&1
-mariadb --protocol=tcp -h 127.0.0.1 -u root pedidos_bench \
-    -e "UPDATE clientes SET saldo = 9999999999.00; UPDATE produtos SET estoque = 1000000000"
-read -r CLIENTE_MIN PRODUTO_MIN < <(mariadb --protocol=tcp -h 127.0.0.1 -u root -N -e \
-    "SELECT (SELECT MIN(id) FROM clientes), (SELECT MIN(id) FROM produtos)" pedidos_bench)
-export CLIENTE_MIN PRODUTO_MIN CLIENTE_COUNT=10000 PRODUTO_COUNT=10000
+prepare_wrk_catalog \
+    "UPDATE clientes SET saldo = 9999999999.00; UPDATE produtos SET estoque = 1000000000" >/dev/null
 
 serve_in_background "$PORT" "$BIN/gunicorn" -c gunicorn.conf.py -b "127.0.0.1:$PORT" 'pedidos.wsgi:app'
 workers() { pgrep -P "$server" | tr '\n' ' '; }

@@ -11,12 +11,7 @@ PORT="${BENCH_PORT:-5096}"
 export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
 export PEDIDOS_RECOVERY_INTERVAL=0
 
-mariadb --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS pedidos_bench"
-"$BIN/pedidos" init-db >/dev/null
-"$BIN/pedidos" seed --reset --clientes 10000 --produtos 10000 --seed 1 2>/dev/null
-read -r CLIENTE_MIN PRODUTO_MIN < <(mariadb --protocol=tcp -h 127.0.0.1 -u root -N -e \
-    "SELECT (SELECT MIN(id) FROM clientes), (SELECT MIN(id) FROM produtos)" pedidos_bench)
-export CLIENTE_MIN PRODUTO_MIN CLIENTE_COUNT=10000 PRODUTO_COUNT=10000
+prepare_wrk_catalog
 
 serve_in_background "$PORT" "$BIN/gunicorn" -c gunicorn.conf.py -b "127.0.0.1:$PORT" 'pedidos.wsgi:app'
 
