@@ -188,7 +188,7 @@ def get_status() -> Response:
     stats = rt.processor.stats()
     with rt.read_sessions.begin() as session:
         totals = read_totals(session)
-    processor: dict[str, Any] = {**vars(stats), "in_progress": stats.queued + stats.running}
+    processor: dict[str, Any] = {**vars(stats), "in_progress": stats.in_progress}
     return json_response(
         StatusOut(
             accepting=rt.accepting,

@@ -60,6 +60,11 @@ class ProcessorStats:
     rejected: dict[str, int] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def in_progress(self) -> int:
+        """Admitted and not yet settled: waiting for a worker or running."""
+        return self.queued + self.running
+
 
 # State of a ProcessPoolExecutor worker: each worker process builds its own engine.
 _worker_sessions: sessionmaker[Session] | None = None
