@@ -34,6 +34,13 @@ MARIADB_URL = os.environ.get(
 )
 
 
+def sibling_database(suffix: str) -> str:
+    """A database beside the test database, named after it, so that two checkouts that set
+    different PEDIDOS_TEST_MARIADB_URL values never share one."""
+    parsed = make_url(MARIADB_URL)
+    return parsed.set(database=f"{parsed.database}_{suffix}").render_as_string(False)
+
+
 def recreate_mariadb_database(url: str) -> None:
     parsed = make_url(url)
     server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from pedidos.config import Settings
 from pedidos.db import upgrade_schema
 from pedidos.safety import database_problems, settings_problems
+from tests.conftest import recreate_mariadb_database, sibling_database
 
 
 def test_debug_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,11 +25,9 @@ def test_debug_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.fixture
 def unsafe_mariadb(mariadb_url: str) -> Iterator[Engine]:
     """Our schema in its own database, with one table moved to MyISAM and strict mode off."""
-    url = make_url(mariadb_url).set(database="pedidos_unsafe_test")
+    url = make_url(sibling_database("unsafe"))
     server = create_engine(url.set(database=""), isolation_level="AUTOCOMMIT")
-    with server.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS pedidos_unsafe_test"))
-        connection.execute(text("CREATE DATABASE pedidos_unsafe_test"))
+    recreate_mariadb_database(url.render_as_string(hide_password=False))
     upgrade_schema(url.render_as_string(hide_password=False))
     engine = create_engine(url, connect_args={"init_command": "SET SESSION sql_mode=''"})
     with engine.begin() as connection:
@@ -36,7 +35,7 @@ def unsafe_mariadb(mariadb_url: str) -> Iterator[Engine]:
     yield engine
     engine.dispose()
     with server.connect() as connection:
-        connection.execute(text("DROP DATABASE pedidos_unsafe_test"))
+        connection.execute(text(f"DROP DATABASE `{url.database}`"))
     server.dispose()
 
 

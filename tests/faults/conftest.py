@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, make_url, select
+from sqlalchemy import Engine, insert, select
 
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, missing_pedidos, take_ledger, violations
 from pedidos.models import PENDENTES, Cliente, Produto, Solicitacao
-from tests.conftest import MARIADB_URL, recreate_mariadb_database
+from tests.conftest import recreate_mariadb_database, sibling_database
 from tests.faults.harness import LoadResult, ServiceProcess
 
 FIGURES: list[str] = []
@@ -43,7 +43,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture
 def fault_url(mariadb_url: str) -> str:
     """A fresh, migrated MariaDB database of its own for each fault test."""
-    url = make_url(MARIADB_URL).set(database="pedidos_faults").render_as_string(False)
+    url = sibling_database("faults")
     recreate_mariadb_database(url)
     upgrade_schema(url)
     return url

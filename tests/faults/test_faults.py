@@ -19,7 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, make_url, select, text
 
 from pedidos.app import create_app
 from pedidos.bench.baseline import naive_read_modify_write
@@ -193,8 +193,9 @@ def test_05_connections_killed_at_random(
                     connection.execute(
                         text(
                             "SELECT id FROM information_schema.processlist "
-                            "WHERE db = 'pedidos_faults' AND id <> CONNECTION_ID()"
-                        )
+                            "WHERE db = :db AND id <> CONNECTION_ID()"
+                        ),
+                        {"db": make_url(fault_url).database},
                     )
                     .scalars()
                     .all()
