@@ -84,11 +84,17 @@ class Base(DeclarativeBase):
 
 class Cliente(Base):
     __tablename__ = "clientes"
-    __table_args__ = (CheckConstraint("saldo >= 0", name="ck_clientes_saldo"),)
+    __table_args__ = (
+        CheckConstraint("saldo >= 0", name="ck_clientes_saldo"),
+        Index("ix_clientes_gasto", "gasto", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nome: Mapped[str] = mapped_column(String(120))
     saldo: Mapped[Decimal] = mapped_column(Money, server_default="0")
+    # Kept by the order transaction: how many orders and how much money, for the summary.
+    compras: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    gasto: Mapped[Decimal] = mapped_column(Money(18), server_default="0")
 
 
 class Produto(Base):
@@ -96,12 +102,16 @@ class Produto(Base):
     __table_args__ = (
         CheckConstraint("preco > 0", name="ck_produtos_preco"),
         CheckConstraint("estoque >= 0", name="ck_produtos_estoque"),
+        Index("ix_produtos_receita", "receita", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     nome: Mapped[str] = mapped_column(String(120))
     preco: Mapped[Decimal] = mapped_column(Money)
     estoque: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Kept by the order transaction: units sold and their receita, for the summary.
+    vendidos: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    receita: Mapped[Decimal] = mapped_column(Money(18), server_default="0")
 
 
 class Estado(StrEnum):
