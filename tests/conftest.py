@@ -24,10 +24,9 @@ from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, take_ledger
 from pedidos.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao
 from pedidos.processor import PedidoProcessor
-from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.seed import reset
-from pedidos.service import PedidoResult, place_pedido
+from pedidos.service import PedidoResult, Work, place_pedidos
 
 MARIADB_URL = os.environ.get(
     "PEDIDOS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/pedidos_test?charset=utf8mb4"
@@ -168,7 +167,7 @@ def make_processor(
     built: list[PedidoProcessor] = []
 
     def build(
-        work: Work = place_pedido,
+        work: Work = place_pedidos,
         workers: int = 16,
         queue_size: int = 256,
         max_retries: int = 5,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.runtime import Runtime
-from pedidos.service import PedidoRequest, PedidoResult, place_pedido
+from pedidos.service import PedidoRequest, Settled, place_pedidos
 from tests.conftest import Store
 
 PROBLEM = "application/problem+json"
@@ -206,9 +206,9 @@ def test_full_queue_answers_503_with_retry_after(store: Store, database_url: str
     produto = store.produto("1.00", 10)
     release = threading.Event()
 
-    def blocked(session: Session, request: PedidoRequest) -> PedidoResult:
+    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
         release.wait(timeout=30)
-        return place_pedido(session, request)
+        return place_pedidos(session, requests)
 
     app = create_app(Settings(database_url=database_url, workers=1, queue_size=1), work=blocked)
     runtime: Runtime = app.extensions["pedidos"]
@@ -335,7 +335,7 @@ def test_status_reports_pool_and_database(client: FlaskClient, history: dict[str
     assert (processor["workers"], processor["queue_capacity"]) == (8, 64)
     assert status["accepting"] is True
     assert status["database"] == {
-        "por_estado": {"RECEBIDO": 0, "PROCESSANDO": 0, "CONCLUIDO": 5, "REJEITADO": 0, "ERRO": 0},
+        "por_estado": {"RECEBIDO": 0, "PROCESSANDO": 0, "CONCLUIDO": 5, "REJEITADO": 1, "ERRO": 0},
         "pedidos": 5,
         "unidades": 13,
         "receita": "77.50",

@@ -1,30 +1,35 @@
-"""Batched direct orders: one transaction for many, exactly the outcomes of one by one."""
+"""Batches: one transaction for many orders, exactly the outcomes of one by one, and a COMMIT
+whose connection drops never doubles or loses an order nor answers a caller for another."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.batch import place_batch
+from pedidos.db import make_engine, make_sessions
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Cliente, Pedido, Produto
 from pedidos.processor import PedidoProcessor
-from pedidos.running import Outcome, run_batch
+from pedidos.running import CommitIndeterminado, Job, run_batch
 from pedidos.seed import reset
 from pedidos.service import (
     ItemRequest,
     PedidoRejeitado,
     PedidoRequest,
     PedidoResult,
+    SaldoInsuficiente,
     place_pedido,
+    place_pedidos,
 )
 from tests.conftest import Store
+from tests.mysql_proxy import OnCommit, commit_proxy
 from tests.test_concurrency import release_together
 from tests.test_durable import lost_connection
 
@@ -83,7 +88,7 @@ def test_a_batch_decides_exactly_as_one_by_one(
     orders = random_orders(clientes, produtos, 40)
     before = store.ledger()
     with sessions.begin() as session:
-        batched = place_batch(session, orders)
+        batched = place_pedidos(session, orders)
 
     assert ["ok" if isinstance(o, PedidoResult) else o.reason for o in batched] == one_by_one
     assert Counter(one_by_one)["ok"] > 0 and len(set(one_by_one)) >= 4  # a real mix
@@ -95,11 +100,15 @@ def test_a_batch_decides_exactly_as_one_by_one(
         )
 
 
-def test_batched_processor_sells_exactly_the_stock(
-    store: Store, make_processor: MakeProcessor
-) -> None:
+def test_batched_processor_sells_exactly_the_stock(store: Store) -> None:
     produto = store.produto("1.00", 10)
     clientes = [store.cliente("100.00") for _ in range(60)]
+    transactions = [0]
+
+    def count(*_args: object) -> None:
+        transactions[0] += 1
+
+    event.listen(store.sessions, "after_begin", count)
     processor = PedidoProcessor(
         store.sessions, workers=2, queue_size=64, max_retries=5, batch_size=32
     )
@@ -117,23 +126,29 @@ def test_batched_processor_sells_exactly_the_stock(
                 outcomes[rejection.reason] += 1
     finally:
         processor.shutdown()
+        event.remove(store.sessions, "after_begin", count)
 
     assert outcomes == {"ok": 10, "estoque_insuficiente": 50}
     assert store.estoque(produto) == 0
     stats = processor.stats()
-    assert stats.batches < 60  # orders shared transactions
+    # Orders shared transactions: two workers took 60 orders in far fewer than 60.
+    assert stats.batches >= 2, stats
+    assert transactions[0] <= 30, transactions
     assert (stats.completed, stats.rejected) == (10, {"estoque_insuficiente": 50})
+    assert (stats.queued, stats.running) == (0, 0)
+
+
+def five_orders(store: Store) -> list[Job]:
+    clientes = [store.cliente("10.00") for _ in range(5)]
+    produto = store.produto("1.00", 100)
+    return [PedidoRequest(c, (ItemRequest(produto, 1),)) for c in clientes]
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
 def test_a_batch_whose_commit_connection_drops_is_never_doubled(
     sessions: sessionmaker[Session], store: Store, landed: bool
 ) -> None:
-    clientes = [store.cliente("10.00") for _ in range(5)]
-    produto = store.produto("1.00", 100)
-    jobs: list[PedidoRequest | None] = [
-        PedidoRequest(c, (ItemRequest(produto, 1),)) for c in clientes
-    ]
+    jobs = five_orders(store)
     failures = [1]
 
     def lose_the_connection_once(_session: Session) -> None:
@@ -144,12 +159,86 @@ def test_a_batch_whose_commit_connection_drops_is_never_doubled(
     hook = "after_commit" if landed else "before_commit"
     event.listen(sessions, hook, lose_the_connection_once)
     try:
-        outcomes = run_batch(sessions, jobs, max_retries=3)
+        batch = run_batch(sessions, place_pedidos, jobs, max_retries=3)
     finally:
         event.remove(sessions, hook, lose_the_connection_once)
 
-    results = [o.result for o in outcomes if isinstance(o, Outcome)]
-    assert len(results) == 5 and all(r is not None for r in results)
-    assert store.count(Pedido) == 5 and store.estoque(produto) == 95
-    retried = outcomes[0].retries if isinstance(outcomes[0], Outcome) else ()
-    assert retried == (() if landed else ("connection_lost",))
+    assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
+    assert store.count(Pedido) == 5 and store.estoque(produto_of(jobs)) == 95
+    assert batch.retries == (() if landed else ("connection_lost",))
+
+
+def produto_of(jobs: list[Job]) -> int:
+    first = jobs[0]
+    assert isinstance(first, PedidoRequest)
+    return first.itens[0].produto_id
+
+
+@pytest.fixture
+def proxied(mariadb_url: str, engine: object) -> Iterator[tuple[sessionmaker[Session], Any]]:
+    """Sessions that reach MariaDB through a proxy able to break a COMMIT in flight."""
+    parsed = make_url(mariadb_url)
+    with commit_proxy(parsed.port or 3306, late_seconds=2.0) as proxy:
+        url = parsed.set(port=proxy.port).render_as_string(hide_password=False)
+        proxied_engine = make_engine(url, pool_size=4, lock_wait_timeout=10)
+        try:
+            yield make_sessions(proxied_engine), proxy
+        finally:
+            proxied_engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+@pytest.mark.parametrize(
+    ("action", "retried"),
+    [
+        (OnCommit.ANSWER_LOST, ()),
+        (OnCommit.LOSE, ("connection_lost",)),
+        (OnCommit.LATE, ()),
+    ],
+    ids=["server-committed", "server-rolled-back", "server-still-committing"],
+)
+def test_a_commit_cut_off_in_flight_is_settled_exactly_once(
+    store: Store, proxied: tuple[sessionmaker[Session], Any], action: OnCommit, retried: tuple[str]
+) -> None:
+    sessions, proxy = proxied
+    jobs = five_orders(store)
+    proxy.arm(action)
+
+    batch = run_batch(sessions, place_pedidos, jobs, max_retries=3)
+
+    assert proxy.handled == [action]  # the COMMIT really was cut off
+    assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
+    assert batch.retries == retried
+    # Still committing: a non-locking look would have found nothing and ordered again.
+    assert store.count(Pedido) == 5 and store.estoque(produto_of(jobs)) == 95
+    with store.sessions.begin() as session:
+        ids = [o.id for o in batch.outcomes if isinstance(o, PedidoResult)]
+        assert missing_pedidos(session, ids) == []
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_when_a_commit_cannot_be_read_back_each_caller_gets_its_own_answer(
+    store: Store, proxied: tuple[sessionmaker[Session], Any]
+) -> None:
+    sessions, proxy = proxied
+    produto = store.produto("4.00", 100)
+    rich = [store.cliente("10.00") for _ in range(3)]
+    poor = [store.cliente("1.00") for _ in range(2)]
+    jobs: list[Job] = [PedidoRequest(c, (ItemRequest(produto, 1),)) for c in rich + poor]
+    proxy.arm(OnCommit.LOSE)
+
+    def cut_everything(_session: Session) -> None:
+        proxy.outage(True)  # from here on the database cannot be reached
+
+    event.listen(sessions, "before_commit", cut_everything, once=True)
+    try:
+        batch = run_batch(sessions, place_pedidos, jobs, max_retries=3)
+    finally:
+        proxy.outage(False)
+
+    unknown = [o for o in batch.outcomes if isinstance(o, CommitIndeterminado)]
+    rejected = [o for o in batch.outcomes if isinstance(o, SaldoInsuficiente)]
+    assert (len(unknown), len(rejected)) == (3, 2), batch
+    assert len({o.solicitacao_id for o in unknown}) == 3  # each caller its own id
+    assert [o.cliente_id for o in rejected] == poor
+    assert store.count(Pedido) == 0  # it was lost: nothing of it persisted

@@ -6,7 +6,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import TypeVar
@@ -29,9 +29,11 @@ from pedidos.service import (
     PedidoRequest,
     PedidoResult,
     SaldoInsuficiente,
+    Settled,
     debit,
-    lock_and_check,
-    place_pedido,
+    decide,
+    lock_stock,
+    place_pedidos,
     record,
 )
 from tests.conftest import Store, outcomes_of, serving
@@ -146,12 +148,14 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
     others = [store.cliente("500.00") for _ in range(3)]
     produto = store.produto("2.50", 1000)
 
-    def crash_after_debit(session: Session, request: PedidoRequest) -> PedidoResult:
-        plan: PedidoPlan = lock_and_check(session, request)
-        debit(session, plan)
-        if plan.cliente_id == victim:
+    def crash_after_debit(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        stock = lock_stock(session, requests)
+        decided = [decide(request, stock) for request in requests]
+        plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
+        debit(session, plans)
+        if any(plan.cliente_id == victim for plan in plans):
             raise RuntimeError("injected crash between the debit and the insert")
-        return record(session, plan)
+        return record(session, requests, decided)
 
     requests = [one_unit(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
     before = store.ledger()
@@ -170,12 +174,15 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
         assert missing_pedidos(session, [o.id for o in committed]) == []
 
 
-def lock_in_request_order(session: Session, request: PedidoRequest) -> PedidoResult:
+def lock_in_request_order(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
     """Deliberately ignores the global lock order, holding one row while asking for the next."""
-    for item in request.itens:
-        session.execute(select(Produto.id).where(Produto.id == item.produto_id).with_for_update())
-        time.sleep(0.02)
-    return place_pedido(session, request)
+    for request in requests:
+        for item in request.itens:
+            session.execute(
+                select(Produto.id).where(Produto.id == item.produto_id).with_for_update()
+            )
+            time.sleep(0.02)
+    return place_pedidos(session, requests)
 
 
 def crossing_orders(clientes: list[int], a: int, b: int) -> list[PedidoRequest]:
@@ -234,20 +241,23 @@ def test_deadlocks_behind_http_are_retried_not_500(store: Store, database_url: s
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+@pytest.mark.parametrize(
+    ("workers", "batch_size"), [(20, 1), (4, 10)], ids=["one-by-one", "batched"]
+)
 def test_negative_control_the_checker_catches_a_naive_read_modify_write(
-    store: Store, make_processor: MakeProcessor
+    store: Store, make_processor: MakeProcessor, workers: int, batch_size: int
 ) -> None:
     produto = store.produto("1.00", 10)
     clientes = [store.cliente("100.00") for _ in range(40)]
+    processor = make_processor(work=naive_read_modify_write, workers=workers, batch_size=batch_size)
 
     before = store.ledger()
-    outcomes = submit_together(
-        make_processor(work=naive_read_modify_write, workers=20),
-        [one_unit(c, produto) for c in clientes],
-    )
+    outcomes = submit_together(processor, [one_unit(c, produto) for c in clientes])
 
     sold = sum(isinstance(o, PedidoResult) for o in outcomes)
     found = violations(before, store.ledger())
+    if batch_size > 1:  # the race this control proves is one between batches
+        assert processor.stats().batches >= 2, processor.stats()
     assert sold > 10, "the naive function did not oversell: the harness saw no race"
     assert any(line.startswith("stock not conserved") for line in found), found
 

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,7 +25,13 @@ from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
 from pedidos.running import Durable
 from pedidos.runtime import Runtime
-from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
+from pedidos.service import (
+    ItemRequest,
+    PedidoRequest,
+    PedidoResult,
+    Settled,
+    place_pedidos,
+)
 from pedidos.solicitacoes import record_request
 from tests.conftest import Store, outcomes_of
 from tests.test_concurrency import release_together
@@ -165,9 +171,9 @@ def blocked_app(database_url: str, store: Store) -> Iterator[tuple[Flask, thread
     """An app whose orders wait for the test's signal before running."""
     release = threading.Event()
 
-    def blocked(session: Session, request: PedidoRequest) -> PedidoResult:
+    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
         release.wait(timeout=30)
-        return place_pedido(session, request)
+        return place_pedidos(session, requests)
 
     app = create_app(Settings(database_url=database_url, recovery_interval=0), work=blocked)
     yield app, release
@@ -304,7 +310,9 @@ def test_a_connection_lost_during_commit_never_doubles_an_order(
     produto = store.produto("1.00", 5)
     failures = [1]
 
-    def commit_then_lose_the_connection(session: Session, request: PedidoRequest) -> PedidoResult:
+    def commit_then_lose_the_connection(
+        session: Session, requests: Sequence[PedidoRequest]
+    ) -> list[Settled]:
         hook = "after_commit" if landed else "before_commit"
 
         def fail_once(_session: Session) -> None:
@@ -313,7 +321,7 @@ def test_a_connection_lost_during_commit_never_doubles_an_order(
                 raise lost_connection()
 
         event.listen(session, hook, fail_once, once=True)
-        return place_pedido(session, request)
+        return place_pedidos(session, requests)
 
     processor = make_processor(work=commit_then_lose_the_connection)
     result = processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),))).result(timeout=30)

@@ -10,7 +10,8 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from pedidos.logs import JsonFormatter, request_id
+from pedidos.logs import JsonFormatter
+from pedidos.tracing import request_id
 from tests.conftest import Store
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import pymysql
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.processor import PedidoProcessor
 from pedidos.running import BACKOFF_CAP_SECONDS, RetriesExhausted, backoff_seconds, retry_code
-from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, place_pedido
+from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, Settled, place_pedidos
 from tests.conftest import Store, outcomes_of
 
 MakeProcessor = Callable[..., PedidoProcessor]
@@ -59,8 +59,8 @@ def test_persistent_deadlock_fails_after_bounded_retries(
     produto = store.produto("1.00", 5)
     attempts: list[int] = []
 
-    def always_deadlocks(session: Session, request: PedidoRequest) -> PedidoResult:
-        place_pedido(session, request)
+    def always_deadlocks(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        place_pedidos(session, requests)
         attempts.append(1)
         raise mysql_error(1213)
 

@@ -11,14 +11,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from pedidos.http_input import read_idempotency_key, read_pedido_body, read_prefer, read_query
-from pedidos.intake import run_direct, run_recorded
+from pedidos.lookup import pedido_result
 from pedidos.models import Estado
 from pedidos.openapi import Operation, operation
 from pedidos.problems import Problem
+from pedidos.processor import ShuttingDown
 from pedidos.relatorio import (
     CursorInvalido,
     clientes_page,
-    pedido_result,
     pedidos_page,
     produtos_page,
     resumo,
@@ -116,21 +116,15 @@ def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
 def create_pedido() -> Response:
     rt = current_runtime()
     if not rt.accepting:
-        raise Problem(
-            503,
-            "desligando",
-            "Shutting down",
-            "This instance is shutting down; send the order again.",
-            headers={"Retry-After": "2"},
-        )
+        raise ShuttingDown()
     order = read_pedido_body()
     prefer = read_prefer()
     chave = read_idempotency_key()
     if chave is None and not prefer.respond_async:
-        return _created(run_direct(rt, order))
+        return _created(rt.intake.run_direct(order))
     limit = rt.settings.request_timeout
     wait = min(prefer.wait or 0.0, limit) if prefer.respond_async else limit
-    outcome = run_recorded(rt, order, chave, wait)
+    outcome = rt.intake.run_recorded(order, chave, wait)
     if isinstance(outcome, int):
         return _accepted(outcome, prefer.respond_async)
     return _created(outcome)

@@ -17,15 +17,14 @@ from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
-from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.safety import UnsafeSettings, settings_problems
-from pedidos.service import place_pedido
+from pedidos.service import Work, place_pedidos
 from pedidos.simulation_api import simulation_api
 from pedidos.simulations import Simulations
 
 
-def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -> Flask:
+def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) -> Flask:
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)

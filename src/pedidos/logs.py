@@ -7,19 +7,16 @@ import logging
 import re
 import sys
 import uuid
-from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
 
 from pedidos.config import LogFormat
+from pedidos.tracing import request_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's id is echoed into logs, so it must be short and harmless: no spaces or quotes.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# The processor copies the submitting context into its worker threads, so this follows an
-# order from its HTTP request to the thread that runs it.
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from pedidos.intake import ChaveReutilizada, EmAndamento, TempoEsgotado
 from pedidos.processor import Overloaded, ShuttingDown
 from pedidos.running import CommitIndeterminado, RetriesExhausted
 from pedidos.service import (
@@ -129,6 +130,46 @@ def register_error_handlers(app: Flask) -> None:
             "Shutting down",
             "This instance is shutting down; send the order again.",
             headers={"Retry-After": "2"},
+        ).to_response()
+
+    @app.errorhandler(TempoEsgotado)
+    def _too_slow(_error: TempoEsgotado) -> Response:
+        return Problem(
+            503,
+            "tempo-esgotado",
+            "Order still processing",
+            "The order did not finish in time; look for it in GET /relatorio before sending "
+            "it again, or send orders with an Idempotency-Key to retry safely.",
+            headers={"Retry-After": "1"},
+        ).to_response()
+
+    @app.errorhandler(ChaveReutilizada)
+    def _key_reused(_error: ChaveReutilizada) -> Response:
+        return Problem(
+            422,
+            "chave-reutilizada",
+            "Idempotency-Key reused",
+            "This Idempotency-Key was already used for a different request.",
+        ).to_response()
+
+    @app.errorhandler(EmAndamento)
+    def _in_progress(error: EmAndamento) -> Response:
+        if error.solicitacao_id is None:
+            return Problem(
+                409,
+                "em-andamento",
+                "Request in progress",
+                "This Idempotency-Key is being used right now.",
+                headers={"Retry-After": "1"},
+            ).to_response()
+        return Problem(
+            409,
+            "em-andamento",
+            "Request in progress",
+            f"The request with this Idempotency-Key (solicitacao {error.solicitacao_id}) is "
+            "still being processed; retry later.",
+            headers={"Retry-After": "1", "Location": f"/pedido/{error.solicitacao_id}"},
+            solicitacao_id=error.solicitacao_id,
         ).to_response()
 
     @app.errorhandler(CommitIndeterminado)

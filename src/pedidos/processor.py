@@ -1,33 +1,24 @@
-"""The order processor: a bounded pool that runs each order (or batch) in its own transaction."""
+"""The order processor: a bounded queue and a pool of workers, each taking the orders that
+wait into one transaction (a batch) and settling every order with its own outcome."""
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import multiprocessing
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import suppress
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos import metrics
+from pedidos import instruments
 from pedidos.config import ExecutorKind
-from pedidos.logs import request_id
-from pedidos.running import (
-    Durable,
-    Job,
-    Outcome,
-    RetriesExhausted,
-    Work,
-    run_batch,
-    run_order,
-)
-from pedidos.service import PedidoRequest, PedidoResult, place_pedido
+from pedidos.running import BatchOutcome, Job, JobOutcome, run_batch
+from pedidos.service import PedidoRejeitado, PedidoResult, Work, place_pedidos
+from pedidos.tracing import request_id
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +57,20 @@ class ProcessorStats:
         return self.queued + self.running
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One admitted order: what to run, who waits for it, and for the log line, since when
+    and for which request."""
+
+    job: Job
+    future: Future[PedidoResult]
+    admitted: float
+    caller: str | None
+
+
 # State of a ProcessPoolExecutor worker: each worker process builds its own engine.
 _worker_sessions: sessionmaker[Session] | None = None
-_worker_work: Work = place_pedido
+_worker_work: Work = place_pedidos
 _worker_max_retries = 0
 
 
@@ -81,52 +83,20 @@ def _init_process_worker(database_url: str, work: Work, max_retries: int) -> Non
     _worker_max_retries = max_retries
 
 
-def _run_in_process_worker(job: Job) -> Outcome:
+def _run_in_process_worker(jobs: list[Job]) -> BatchOutcome:
     if _worker_sessions is None:
         raise RuntimeError("process worker was not initialised")
-    return run_order(_worker_sessions, _worker_work, job, _worker_max_retries)
-
-
-def _retries_of(outcome: Outcome | None, error: BaseException | None) -> tuple[str, ...]:
-    """The error code of every retry the order took, whether it ended well or not."""
-    if isinstance(error, RetriesExhausted):
-        return (error.code,) * (error.attempts - 1)
-    return outcome.retries if outcome is not None else ()
-
-
-def _observe(
-    outcome: Outcome | None,
-    error: BaseException | None,
-    retries: tuple[str, ...],
-    seconds: float,
-    caller: str | None,
-) -> None:
-    """Metrics and the one log line of an order's outcome."""
-    metrics.ORDER_SECONDS.observe(seconds)
-    for code in retries:
-        metrics.RETRIES.labels(code).inc()
-    fields: dict[str, object] = {"ms": round(seconds * 1000, 2), "retries": len(retries)}
-    if caller is not None:
-        fields["request_id"] = caller
-    if outcome is None:
-        metrics.ORDERS.labels("falhou", type(error).__name__).inc()
-        fields |= {"outcome": "falhou", "error": type(error).__name__}
-    elif outcome.rejection is not None:
-        metrics.ORDERS.labels("rejeitado", outcome.rejection.reason).inc()
-        fields |= {"outcome": "rejeitado", "reason": outcome.rejection.reason}
-    else:
-        metrics.ORDERS.labels("concluido", "").inc()
-        fields |= {"outcome": "concluido", "pedido_id": outcome.result and outcome.result.id}
-    log.info("order %s", fields["outcome"], extra=fields)
+    return run_batch(_worker_sessions, _worker_work, jobs, _worker_max_retries)
 
 
 class PedidoProcessor:
-    """Runs orders in parallel on a thread (or process) pool with bounded admission.
+    """Runs orders in parallel with bounded admission.
 
-    `concurrent.futures` executors queue without limit, so admission is bounded here by a
-    semaphore: at most `workers + queue_size` orders are in flight; beyond that `submit`
-    raises Overloaded instead of letting memory grow. With `batch_size > 1`, direct orders
-    that wait for a worker are run together (see `run_batch`).
+    `concurrent.futures` executors queue without limit, so admission is bounded here: at
+    most `workers + queue_size` orders are in flight; beyond that `submit` raises
+    Overloaded instead of letting memory grow. Each of the `workers` threads takes up to
+    `batch_size` waiting orders into one transaction; with the process executor the
+    transaction runs in a worker process instead of the thread.
     """
 
     def __init__(
@@ -136,175 +106,153 @@ class PedidoProcessor:
         workers: int,
         queue_size: int,
         max_retries: int,
-        work: Work = place_pedido,
+        work: Work = place_pedidos,
         executor: ExecutorKind = "thread",
         database_url: str | None = None,
         batch_size: int = 1,
     ) -> None:
         self._sessions = sessions
-        # Direct orders waiting for a worker; whichever worker runs first takes up to
-        # batch_size of them into one transaction (only with the standard work, on threads).
-        self._batch_size = batch_size if work is place_pedido and executor == "thread" else 1
-        self._waiting: deque[tuple[PedidoRequest | None, Future[Outcome]]] = deque()
         self._work = work
         self._max_retries = max_retries
+        self._batch_size = batch_size
         self._kind: ExecutorKind = executor
         self._workers = workers
+        self._capacity = workers + queue_size
         self._queue_size = queue_size
-        self._slots = threading.BoundedSemaphore(workers + queue_size)
         self._lock = threading.Lock()
-        self._in_flight = 0
+        self._arrived = threading.Condition(self._lock)
+        self._waiting: deque[_Entry] = deque()
+        self._running = 0
+        self._closed = False
         self._completed = 0
         self._failed = 0
         self._overloaded = 0
         self._batches = 0
         self._rejected: Counter[str] = Counter()
         self._retries: Counter[str] = Counter()
-        self._executor: Executor
+        self._processes: ProcessPoolExecutor | None = None
         if executor == "process":
             if database_url is None:
                 raise ValueError("the process executor needs the database URL")
             # forkserver: workers never inherit the parent's pooled connections.
-            self._executor = ProcessPoolExecutor(
+            self._processes = ProcessPoolExecutor(
                 workers,
                 mp_context=multiprocessing.get_context("forkserver"),
                 initializer=_init_process_worker,
                 initargs=(database_url, work, max_retries),
             )
-        else:
-            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="pedidos-worker")
+        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="pedidos-worker")
+        for _ in range(workers):
+            self._threads.submit(self._work_loop)
 
     def free_slots(self) -> int:
         """How many more orders would be admitted right now."""
         with self._lock:
-            return self._workers + self._queue_size - self._in_flight
+            return self._capacity - len(self._waiting) - self._running
 
     def ensure_capacity(self) -> None:
         """Raise Overloaded, and count it, when no order would be admitted right now."""
         if self.free_slots() <= 0:
-            self._refuse()
+            self._count_refusal()
+            raise Overloaded(retry_after=1)
 
-    def _refuse(self) -> NoReturn:
+    def submit(self, job: Job, *, count_refusal: bool = True) -> Future[PedidoResult]:
+        """Queue one order; the future yields its result or raises its rejection or error.
+
+        `count_refusal=False` is for a caller that has a fallback when the queue is full (a
+        recorded request waits for recovery), so its refusal is no overload seen by a client.
+        """
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown()
+            if len(self._waiting) + self._running >= self._capacity:
+                refused = True
+            else:
+                refused = False
+                entry = _Entry(job, Future(), time.perf_counter(), request_id.get())
+                self._waiting.append(entry)
+                self._arrived.notify()
+                self._publish_depth()
+        if refused:
+            if count_refusal:
+                self._count_refusal()
+            raise Overloaded(retry_after=1)
+        instruments.IN_FLIGHT.inc()
+        return entry.future
+
+    def _count_refusal(self) -> None:
         with self._lock:
             self._overloaded += 1
-        metrics.OVERLOADED.inc()
-        raise Overloaded(retry_after=1)
+        instruments.OVERLOADED.inc()
 
-    def submit(self, job: Job) -> Future[PedidoResult]:
-        """Queue one order; the future yields its result or raises its rejection or error."""
-        if not self._slots.acquire(blocking=False):
-            self._refuse()
-        admitted = time.perf_counter()
-        with self._lock:
-            self._in_flight += 1
-            self._publish_depth()
-        metrics.IN_FLIGHT.inc()
-        public: Future[PedidoResult] = Future()
-        # The worker runs in the submitter's context, so its log lines carry the request id.
-        context = contextvars.copy_context()
-        try:
-            if self._batch_size > 1 and not isinstance(job, Durable):
-                task: Future[Outcome] = Future()
-                entry = (job, task)
-                self._waiting.append(entry)
-                try:
-                    self._executor.submit(context.run, self._run_waiting)
-                except RuntimeError:
-                    with suppress(ValueError):  # a running worker may have taken it already
-                        self._waiting.remove(entry)
-                    raise
-            elif self._kind == "process":
-                task = self._executor.submit(_run_in_process_worker, job)
-            else:
-                task = self._executor.submit(
-                    context.run, run_order, self._sessions, self._work, job, self._max_retries
-                )
-        except RuntimeError:
-            # The executor refuses new work once shut down (draining for exit).
-            self._finish()
-            raise ShuttingDown() from None
-        except BaseException:
-            self._finish()
-            raise
-        caller = request_id.get()
-        task.add_done_callback(lambda done: self._settle(done, public, admitted, caller))
-        return public
-
-    def _run_waiting(self) -> None:
-        """Take up to batch_size waiting orders and run them in one transaction."""
-        batch: list[tuple[PedidoRequest | None, Future[Outcome]]] = []
-        while len(batch) < self._batch_size:
-            try:
-                batch.append(self._waiting.popleft())
-            except IndexError:
-                break  # the others were taken by workers that started earlier
-        if not batch:
-            return
-        outcomes: list[Outcome | BaseException]
-        try:
-            if len(batch) == 1:  # nothing to share: the single-order path is cheaper
-                outcomes = [run_order(self._sessions, place_pedido, batch[0][0], self._max_retries)]
-            else:
-                with self._lock:
+    def _work_loop(self) -> None:
+        """A worker: take what waits (up to batch_size) into one transaction, settle it."""
+        while True:
+            with self._arrived:
+                while not self._waiting and not self._closed:
+                    self._arrived.wait()
+                if not self._waiting:
+                    return  # closed and nothing left
+                batch = [
+                    self._waiting.popleft()
+                    for _ in range(min(self._batch_size, len(self._waiting)))
+                ]
+                self._running += len(batch)
+                if len(batch) > 1:
                     self._batches += 1
-                outcomes = run_batch(self._sessions, [job for job, _ in batch], self._max_retries)
-        except BaseException as error:
-            outcomes = [error] * len(batch)
-        for (_, task), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                task.set_exception(outcome)
-            else:
-                task.set_result(outcome)
+                self._publish_depth()
+            self._settle(batch, self._run([entry.job for entry in batch]))
 
-    def _finish(self) -> None:
+    def _run(self, jobs: list[Job]) -> BatchOutcome:
+        try:
+            if self._processes is not None:
+                return self._processes.submit(_run_in_process_worker, jobs).result()
+            return run_batch(self._sessions, self._work, jobs, self._max_retries)
+        except Exception as error:  # the pool itself failed: every order shares its fate
+            log.error("batch of %d could not run", len(jobs), exc_info=error)
+            return BatchOutcome([error] * len(jobs))
+
+    def _settle(self, batch: Sequence[_Entry], outcome: BatchOutcome) -> None:
+        """Count the batch once, then answer each order and write its log line."""
+        reasons = Counter(_label(result) for result in outcome.outcomes)
+        retries = outcome.retries
         with self._lock:
-            self._in_flight -= 1
+            self._running -= len(batch)
+            self._retries.update(retries)
+            self._completed += reasons[("concluido", "")]
+            for (kind, reason), n in reasons.items():
+                if kind == "rejeitado":
+                    self._rejected[reason] += n
+                elif kind == "falhou":
+                    self._failed += n
             self._publish_depth()
-        metrics.IN_FLIGHT.dec()
-        self._slots.release()
+        instruments.IN_FLIGHT.dec(len(batch))
+        for code, n in Counter(retries).items():
+            instruments.RETRIES.labels(code).inc(n)
+        for (kind, reason), n in reasons.items():
+            instruments.ORDERS.labels(kind, reason).inc(n)
+        now = time.perf_counter()
+        for entry, result in zip(batch, outcome.outcomes, strict=True):
+            seconds = now - entry.admitted
+            instruments.ORDER_SECONDS.observe(seconds)
+            _log_outcome(result, seconds, len(batch), entry.caller)
+            if isinstance(result, PedidoResult):
+                entry.future.set_result(result)
+            else:
+                entry.future.set_exception(result)
 
     def _publish_depth(self) -> None:
-        metrics.QUEUE_DEPTH.set(max(0, self._in_flight - self._workers))
-
-    def _settle(
-        self,
-        task: Future[Outcome],
-        public: Future[PedidoResult],
-        admitted: float,
-        caller: str | None,
-    ) -> None:
-        error = task.exception()
-        outcome = None if error is not None else task.result()
-        retries = _retries_of(outcome, error)
-        with self._lock:
-            self._retries.update(retries)
-            if outcome is None:
-                self._failed += 1
-            elif outcome.rejection is not None:
-                self._rejected[outcome.rejection.reason] += 1
-            else:
-                self._completed += 1
-        self._finish()
-        _observe(outcome, error, retries, time.perf_counter() - admitted, caller)
-        if outcome is None:
-            if not isinstance(error, RetriesExhausted):
-                log.error("order failed unexpectedly", exc_info=error)
-            public.set_exception(error or RuntimeError("task ended without outcome"))
-        elif outcome.rejection is not None:
-            public.set_exception(outcome.rejection)
-        elif outcome.result is not None:
-            public.set_result(outcome.result)
+        instruments.QUEUE_DEPTH.set(len(self._waiting))
 
     def stats(self) -> ProcessorStats:
-        """Counters now; `running` is the in-flight orders that have a worker."""
+        """Counters now: `queued` wait for a worker, `running` are inside a transaction."""
         with self._lock:
-            running = min(self._in_flight, self._workers)
             return ProcessorStats(
                 executor=self._kind,
                 workers=self._workers,
                 queue_capacity=self._queue_size,
-                queued=self._in_flight - running,
-                running=running,
+                queued=len(self._waiting),
+                running=self._running,
                 completed=self._completed,
                 failed=self._failed,
                 overloaded=self._overloaded,
@@ -315,4 +263,33 @@ class PedidoProcessor:
 
     def shutdown(self) -> None:
         """Finish what was accepted, then stop the workers."""
-        self._executor.shutdown(wait=True)
+        with self._arrived:
+            self._closed = True
+            self._arrived.notify_all()
+        self._threads.shutdown(wait=True)
+        if self._processes is not None:
+            self._processes.shutdown(wait=True)
+
+
+def _label(result: JobOutcome) -> tuple[str, str]:
+    """The metric labels of an outcome: (concluido|rejeitado|falhou, reason or error)."""
+    if isinstance(result, PedidoResult):
+        return "concluido", ""
+    if isinstance(result, PedidoRejeitado):
+        return "rejeitado", result.reason
+    return "falhou", type(result).__name__
+
+
+def _log_outcome(result: JobOutcome, seconds: float, batch: int, caller: str | None) -> None:
+    """The one log line of an order's outcome, with the id of the request that placed it."""
+    kind, reason = _label(result)
+    fields: dict[str, object] = {"outcome": kind, "ms": round(seconds * 1000, 2), "batch": batch}
+    if caller is not None:
+        fields["request_id"] = caller
+    if isinstance(result, PedidoResult):
+        fields["pedido_id"] = result.id
+    elif isinstance(result, PedidoRejeitado):
+        fields["reason"] = reason
+    else:
+        fields["error"] = reason
+    log.info("order %s", kind, extra=fields)

@@ -55,7 +55,7 @@ class Recovery:
             claimed = claim_due(session, self._lease, self._max_attempts, room)
         for solicitacao_id in claimed:
             try:
-                self._processor.submit(Durable(solicitacao_id))
+                self._processor.submit(Durable(solicitacao_id), count_refusal=False)
             except Overloaded:
                 break  # still claimed: its lease expires and the next round takes it
         if claimed:
@@ -68,4 +68,6 @@ class Recovery:
                 self.run_once()
             except SQLAlchemyError as error:
                 log.warning("recovery round failed, retrying later: %s", error)
+            except Exception:  # never let the loop die silently: log it and go on
+                log.exception("recovery round failed unexpectedly")
             self._stopped.wait(self._interval)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from pedidos.lookup import PEDIDO_COLUMNS, with_itens
 from pedidos.models import Cliente, ItemPedido, Pedido, Produto, money_sum
 from pedidos.schemas import (
     MAX_ID,
@@ -28,7 +27,6 @@ from pedidos.schemas import (
     RelatorioQuery,
     ResumoOut,
 )
-from pedidos.service import ItemResult, PedidoResult
 
 ZERO = Decimal("0.00")
 
@@ -74,12 +72,9 @@ def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-_PEDIDO_COLUMNS = (Pedido.id, Pedido.cliente_id, Pedido.total, Pedido.criado_em)
-
-
 def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
     """One page of successful orders, newest first, with their items."""
-    statement = select(*_PEDIDO_COLUMNS).where(*_pedido_filters(query))
+    statement = select(*PEDIDO_COLUMNS).where(*_pedido_filters(query))
     if query.produto_id is not None:
         statement = statement.where(
             exists().where(
@@ -99,42 +94,9 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
     ).all()
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
-    page = [PedidoOut.of(pedido) for pedido in _with_itens(session, rows)]
+    page = [PedidoOut.of(pedido) for pedido in with_itens(session, rows)]
     next_cursor = Cursor(rows[-1].criado_em, rows[-1].id).encode() if has_more else None
     return page, next_cursor
-
-
-def pedido_result(session: Session, pedido_id: int) -> PedidoResult | None:
-    """One committed order with its items, or None."""
-    row = session.execute(select(*_PEDIDO_COLUMNS).where(Pedido.id == pedido_id)).one_or_none()
-    return _with_itens(session, [row])[0] if row is not None else None
-
-
-def _with_itens(session: Session, rows: Sequence[Any]) -> list[PedidoResult]:
-    """Orders from their rows, with all their items read in one query."""
-    itens = _itens_of(session, [row.id for row in rows])
-    return [
-        PedidoResult(row.id, row.cliente_id, row.total, row.criado_em, tuple(itens[row.id]))
-        for row in rows
-    ]
-
-
-def _itens_of(session: Session, pedido_ids: list[int]) -> dict[int, list[ItemResult]]:
-    itens: dict[int, list[ItemResult]] = defaultdict(list)
-    if not pedido_ids:
-        return itens
-    for row in session.execute(
-        select(
-            ItemPedido.pedido_id,
-            ItemPedido.produto_id,
-            ItemPedido.quantidade,
-            ItemPedido.preco_unitario,
-        )
-        .where(ItemPedido.pedido_id.in_(pedido_ids))
-        .order_by(ItemPedido.pedido_id, ItemPedido.id)
-    ):
-        itens[row.pedido_id].append(ItemResult(row.produto_id, row.quantidade, row.preco_unitario))
-    return itens
 
 
 def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:

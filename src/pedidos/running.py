@@ -1,39 +1,40 @@
-"""Running one order, or a batch of direct orders, to its end: commit, reject, or fail
-after bounded retries of transient database errors."""
+"""Running a batch of orders to its end: commit, reject, or fail after bounded retries of
+transient database errors. A lone order is a batch of one."""
 
 from __future__ import annotations
 
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos import solicitacoes
-from pedidos.batch import place_batch
+from pedidos import solicitacoes, statements
 from pedidos.models import Estado
 from pedidos.service import (
     PedidoRejeitado,
     PedidoRequest,
     PedidoResult,
-    place_pedido,
+    Settled,
+    Work,
     random_pedido_request,
 )
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[Session, PedidoRequest], PedidoResult]
-
 # MariaDB/MySQL errors after which the whole transaction is retried from fresh reads:
-# 1213 deadlock, 1205 lock wait timeout (rolls back only the statement, so we roll back the
-# rest), 1020 record changed since last read (innodb_snapshot_isolation), and lost
-# connections (2006 gone away, 2013 lost during query, 2055 lost at handshake, 1927 killed).
+# 1213 deadlock (also a Galera certification failure at COMMIT, already rolled back),
+# 1205 lock wait timeout (rolls back only the statement, so we roll back the rest),
+# 1020 record changed since last read (innodb_snapshot_isolation), and lost connections
+# (2006 gone away, 2013 lost during query, 2055 lost at handshake, 1927 killed).
 RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205, 1020, 1927, 2006, 2013, 2055})
 BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
+# How often to ask, after a dropped COMMIT, whether it landed before saying "unknown".
+COMMIT_CHECKS = 5
 
 
 class RetriesExhausted(Exception):
@@ -46,6 +47,14 @@ class RetriesExhausted(Exception):
 
     def __str__(self) -> str:
         return f"transient database error {self.code} persisted after {self.attempts} attempts"
+
+
+class CommitIndeterminado(Exception):
+    """The connection dropped during COMMIT and the outcome could not be read back yet."""
+
+    def __init__(self, solicitacao_id: int) -> None:
+        super().__init__(solicitacao_id)
+        self.solicitacao_id = solicitacao_id
 
 
 def retry_code(error: DBAPIError) -> str | None:
@@ -75,162 +84,170 @@ class Durable:
 
 # What a task runs: an order, None for a random order, or a recorded request.
 Job = PedidoRequest | Durable | None
-
-
-class CommitIndeterminado(Exception):
-    """The connection dropped during COMMIT and the outcome could not be read back yet."""
-
-    def __init__(self, solicitacao_id: int) -> None:
-        super().__init__(solicitacao_id)
-        self.solicitacao_id = solicitacao_id
+# What a job ends as: its order, its rejection, or the error that kept it from either.
+JobOutcome = PedidoResult | PedidoRejeitado | Exception
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one task produced: a committed order or a rejection, and the retries it took."""
+class BatchOutcome:
+    """One outcome per job, in the jobs' order, and the retries the batch took."""
 
-    result: PedidoResult | None
-    rejection: PedidoRejeitado | None
+    outcomes: list[JobOutcome]
     retries: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, settled: PedidoResult | PedidoRejeitado) -> Outcome:
-        if isinstance(settled, PedidoRejeitado):
-            return cls(None, settled)
-        return cls(settled, None)
-
-
-def run_order(sessions: sessionmaker[Session], work: Work, job: Job, max_retries: int) -> Outcome:
-    """Run one order to its end: commit, reject, or raise after bounded retries."""
-    rng = random.Random()
-    retries: list[str] = []
-    while True:
-        try:
-            if isinstance(job, Durable):
-                outcome = _run_recorded(sessions, work, job.solicitacao_id)
-            else:
-                outcome = _run_direct(sessions, work, job, rng)
-            return replace(outcome, retries=tuple(retries))
-        except DBAPIError as error:
-            code = retry_code(error)
-            if code is None:
-                raise
-            if len(retries) >= max_retries:
-                raise RetriesExhausted(code, len(retries) + 1) from error
-            retries.append(code)
-        time.sleep(backoff_seconds(len(retries), rng))
-
-
-def _run_direct(
-    sessions: sessionmaker[Session], work: Work, request: PedidoRequest | None, rng: random.Random
-) -> Outcome:
-    result: PedidoResult | None = None
-    try:
-        with sessions.begin() as session:
-            result = work(session, request or random_pedido_request(session, rng))
-    except PedidoRejeitado as rejection:
-        return Outcome(None, rejection)
-    except DBAPIError:
-        if result is None:
-            raise  # failed before COMMIT: nothing persisted, safe to retry
-        if _committed(sessions, result.id, rng):
-            return Outcome(result, None)
-        raise
-    return Outcome(result, None)
-
-
-def _committed(sessions: sessionmaker[Session], solicitacao_id: int, rng: random.Random) -> bool:
-    """After COMMIT failed: did it land? The request row commits with the order, so look."""
-    for attempt in range(1, 6):
-        try:
-            with sessions.begin() as session:
-                return solicitacoes.find(session, solicitacao_id) is not None
-        except DBAPIError:
-            time.sleep(backoff_seconds(attempt, rng) + 0.1 * attempt)
-    raise CommitIndeterminado(solicitacao_id)
-
-
-def _run_recorded(sessions: sessionmaker[Session], work: Work, solicitacao_id: int) -> Outcome:
-    try:
-        with sessions.begin() as session:
-            pending = solicitacoes.lock_pending(session, solicitacao_id)
-            if isinstance(pending, solicitacoes.Stored):
-                return Outcome.of(solicitacoes.outcome_of(session, pending))
-            return Outcome(work(session, pending), None)
-    except PedidoRejeitado as rejection:
-        # The order rolled back; record the rejection, unless someone settled it meanwhile.
-        with sessions.begin() as session:
-            settled = solicitacoes.settle(
-                session, solicitacao_id, Estado.REJEITADO, rejection.motivo()
-            )
-            if settled is not None:
-                return Outcome.of(solicitacoes.outcome_of(session, settled))
-        return Outcome(None, rejection)
 
 
 def run_batch(
-    sessions: sessionmaker[Session], jobs: list[PedidoRequest | None], max_retries: int
-) -> list[Outcome | BaseException]:
-    """Run direct orders together in one transaction (see service.place_batch).
-
-    A transient error retries the whole batch. Anything else falls back to running each
-    order on its own, so that one bad order cannot fail the others.
-    """
+    sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job], max_retries: int
+) -> BatchOutcome:
+    """Run the jobs in one transaction. A transient error retries the whole batch from fresh
+    reads; anything else (or retries running out) runs each job on its own, so that one bad
+    order cannot fail the others."""
     rng = random.Random()
     retries: list[str] = []
+    failure: Exception
     while True:
         try:
-            settled = [Outcome.of(s) for s in _run_batch_once(sessions, jobs, rng)]
-            if retries:  # counted once, on the first order of the batch
-                settled[0] = replace(settled[0], retries=tuple(retries))
-            outcomes: list[Outcome | BaseException] = []
-            outcomes.extend(settled)
-            return outcomes
+            return BatchOutcome(_run_once(sessions, work, jobs, rng), tuple(retries))
         except DBAPIError as error:
             code = retry_code(error)
-            if code is None or len(retries) >= max_retries:
-                break
-            retries.append(code)
-        except CommitIndeterminado:
-            raise  # running the orders again could apply them twice
-        except Exception:
-            break
-        time.sleep(backoff_seconds(len(retries), rng))
-    log.warning("batch of %d failed; running its orders one by one", len(jobs))
-    one_by_one: list[Outcome | BaseException] = []
-    for job in jobs:
-        try:
-            one_by_one.append(run_order(sessions, place_pedido, job, max_retries))
+            failure = error
+            if code is not None and len(retries) < max_retries:
+                retries.append(code)
+                time.sleep(backoff_seconds(len(retries), rng))
+                continue
+            if code is not None:
+                failure = RetriesExhausted(code, len(retries) + 1)
         except Exception as error:
-            one_by_one.append(error)
-    return one_by_one
+            failure = error
+        break
+    if len(jobs) == 1:
+        if not isinstance(failure, RetriesExhausted | DBAPIError):
+            log.error("order failed unexpectedly", exc_info=failure)
+        return BatchOutcome([failure], tuple(retries))
+    log.warning("batch of %d failed (%s); running its orders one by one", len(jobs), failure)
+    alone = [run_batch(sessions, work, [job], max_retries) for job in jobs]
+    return BatchOutcome(
+        [one.outcomes[0] for one in alone],
+        tuple(retries) + tuple(code for one in alone for code in one.retries),
+    )
 
 
-def _run_batch_once(
-    sessions: sessionmaker[Session], jobs: list[PedidoRequest | None], rng: random.Random
-) -> list[PedidoResult | PedidoRejeitado]:
-    settled: list[PedidoResult | PedidoRejeitado] = []
-    decided = False
+@dataclass
+class _Prepared:
+    """The jobs turned into orders to place. Per job, a slot: the index of its order in
+    `requests`, or the outcome it already has (a settled request, an empty catalogue)."""
+
+    requests: list[PedidoRequest]
+    slots: list[int | JobOutcome]
+
+    def add(self, request: PedidoRequest) -> int:
+        self.requests.append(request)
+        return len(self.requests) - 1
+
+    def outcomes(self, placed: Sequence[Settled]) -> list[JobOutcome]:
+        return [placed[slot] if isinstance(slot, int) else slot for slot in self.slots]
+
+
+def _prepare(session: Session, jobs: Sequence[Job], rng: random.Random) -> _Prepared:
+    """Lock the recorded requests (the first locks of the transaction), pick random orders."""
+    durable_ids = [job.solicitacao_id for job in jobs if isinstance(job, Durable)]
+    locked = solicitacoes.lock_pending(session, durable_ids) if durable_ids else {}
+    prepared = _Prepared([], [])
+    first_of: dict[int, int] = {}  # a request id seen twice is placed once
+    for job in jobs:
+        slot: int | JobOutcome
+        if isinstance(job, Durable):
+            found = locked.get(job.solicitacao_id)
+            if found is None:
+                slot = LookupError(f"solicitacao {job.solicitacao_id} does not exist")
+            elif isinstance(found, solicitacoes.Stored):
+                slot = _stored_outcome(session, found)
+            elif job.solicitacao_id in first_of:
+                slot = first_of[job.solicitacao_id]
+            else:
+                slot = first_of[job.solicitacao_id] = prepared.add(found)
+        elif job is None:
+            try:
+                slot = prepared.add(random_pedido_request(session, rng))
+            except PedidoRejeitado as rejection:
+                slot = rejection
+        else:
+            slot = prepared.add(job)
+        prepared.slots.append(slot)
+    return prepared
+
+
+def _stored_outcome(session: Session, stored: solicitacoes.Stored) -> JobOutcome:
+    try:
+        return solicitacoes.outcome_of(session, stored)
+    except Exception as error:  # ERRO: the request failed for good
+        return error
+
+
+def _run_once(
+    sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job], rng: random.Random
+) -> list[JobOutcome]:
+    placed: list[Settled] | None = None
     try:
         with sessions.begin() as session:
-            requests: list[PedidoRequest | PedidoRejeitado] = []
-            for job in jobs:
-                try:
-                    requests.append(job or random_pedido_request(session, rng))
-                except PedidoRejeitado as rejection:
-                    requests.append(rejection)
-            orders = [r for r in requests if isinstance(r, PedidoRequest)]
-            placed = iter(place_batch(session, orders) if orders else [])
-            settled = [r if isinstance(r, PedidoRejeitado) else next(placed) for r in requests]
-            decided = True
-    except DBAPIError:
-        if not decided:
+            prepared = _prepare(session, jobs, rng)
+            placed = work(session, prepared.requests) if prepared.requests else []
+            outcomes = prepared.outcomes(placed)
+    except DBAPIError as error:
+        if placed is None:
             raise  # failed before COMMIT: nothing persisted, safe to retry
-        committed = [s for s in settled if isinstance(s, PedidoResult)]
-        if not committed:
-            return settled  # only rejections: there was nothing to commit
-        # COMMIT failed: the batch's request rows commit with it, so one of them tells.
-        if _committed(sessions, committed[0].id, rng):
-            return settled
-        raise
-    return settled
+        return _after_dropped_commit(sessions, error, prepared, placed, outcomes, jobs, rng)
+    return outcomes
+
+
+def _after_dropped_commit(
+    sessions: sessionmaker[Session],
+    error: DBAPIError,
+    prepared: _Prepared,
+    placed: Sequence[Settled],
+    outcomes: list[JobOutcome],
+    jobs: Sequence[Job],
+    rng: random.Random,
+) -> list[JobOutcome]:
+    """COMMIT failed: did it land? Every request row the transaction settled commits with
+    it, so one of them tells. Raises `error` (the caller retries) when it surely did not."""
+    probe = _probe(prepared.requests, placed)
+    if probe is None:
+        return outcomes  # only rejections of direct orders: nothing else was at stake
+    solicitacao_id, landed_as = probe
+    for attempt in range(1, COMMIT_CHECKS + 1):
+        try:
+            with sessions.begin() as session:
+                estado = session.execute(
+                    statements.FIND_ESTADO_LOCKING, {"solicitacao": solicitacao_id}
+                ).scalar_one_or_none()
+        except DBAPIError:
+            time.sleep(backoff_seconds(attempt, rng) + 0.1 * attempt)
+            continue
+        if estado == landed_as.value:
+            return outcomes
+        raise error  # it rolled back: the retry runs the orders as if for the first time
+    return [_unknown(outcome, job) for outcome, job in zip(outcomes, jobs, strict=True)]
+
+
+def _probe(
+    requests: Sequence[PedidoRequest], placed: Sequence[Settled]
+) -> tuple[int, Estado] | None:
+    """A request row this transaction settled, and the state it left it in."""
+    for settled in placed:
+        if isinstance(settled, PedidoResult):
+            return settled.id, Estado.CONCLUIDO
+    for request in requests:
+        if request.solicitacao_id is not None:
+            return request.solicitacao_id, Estado.REJEITADO
+    return None
+
+
+def _unknown(outcome: JobOutcome, job: Job) -> JobOutcome:
+    """Each caller's own answer when the COMMIT's fate cannot be read back: its own id to
+    look up later, or the rejection of its direct order, which holds either way."""
+    if isinstance(outcome, PedidoResult):
+        return CommitIndeterminado(outcome.id)
+    if isinstance(outcome, PedidoRejeitado) and isinstance(job, Durable):
+        return CommitIndeterminado(job.solicitacao_id)  # its rejection may not be stored
+    return outcome

@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
 
 from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
+from pedidos.intake import Intake
 from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
 from pedidos.simulations import Simulations
@@ -29,6 +32,18 @@ class Runtime:
     _requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
+
+    @cached_property
+    def intake(self) -> Intake:
+        """Where the API hands its orders: directly to the processor, or recorded first."""
+        return Intake(
+            self.processor,
+            self.sessions,
+            self.read_sessions,
+            request_timeout=self.settings.request_timeout,
+            lease=timedelta(seconds=self.settings.lease_seconds),
+            idempotency_ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
+        )
 
     def request_started(self) -> None:
         with self._lock:

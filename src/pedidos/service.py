@@ -1,11 +1,11 @@
-"""The order transaction: lock, re-check, debit, insert — all or nothing."""
+"""The order transaction: lock, decide, debit, record — each order all or nothing."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +19,9 @@ from pedidos.models import (
     Estado,
     utc_now,
 )
-from pedidos.tallies import count_outcome
+from pedidos.tallies import count_outcomes
+
+ZERO = Decimal("0.00")
 
 
 @dataclass(frozen=True)
@@ -158,94 +160,172 @@ class NadaParaSimular(PedidoRejeitado):
         super().__init__("there are no clientes or no produtos to simulate an order with")
 
 
+Settled = PedidoResult | PedidoRejeitado
+# The order transaction: many orders in the caller's open transaction, one outcome each.
+Work = Callable[[Session, Sequence[PedidoRequest]], list[Settled]]
+
+
 @dataclass(frozen=True)
 class PedidoPlan:
-    """An order checked under its row locks: what to debit and what to record."""
+    """An order that passed its checks: what to debit and what to record."""
 
     cliente_id: int
     itens: tuple[ItemResult, ...]
     total: Decimal
-    solicitacao_id: int | None
-    payload: str
+
+
+@dataclass
+class Stock:
+    """The rows the orders are checked against, less what the orders before took."""
+
+    precos: dict[int, Decimal]
+    estoques: dict[int, int]
+    saldos: dict[int, Decimal]
+
+
+def place_pedidos(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+    """Run orders in the caller's open transaction, each all or nothing; a lone order is a
+    list of one. Each order is decided in arrival order against what the ones before it
+    left, so the outcomes are exactly those of running them one by one."""
+    stock = lock_stock(session, requests)
+    decided = [decide(request, stock) for request in requests]
+    debit(session, [plan for plan in decided if isinstance(plan, PedidoPlan)])
+    return record(session, requests, decided)
 
 
 def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
-    """Run one order inside the caller's open transaction; raise PedidoRejeitado to reject."""
-    plan = lock_and_check(session, request)
-    debit(session, plan)
-    return record(session, plan)
+    """One order in the caller's open transaction; raise its rejection."""
+    settled = place_pedidos(session, [request])[0]
+    if isinstance(settled, PedidoRejeitado):
+        raise settled
+    return settled
 
 
-def lock_and_check(session: Session, request: PedidoRequest) -> PedidoPlan:
-    """Lock the order's rows and check estoque and saldo under the locks.
+def lock_stock(session: Session, requests: Sequence[PedidoRequest]) -> Stock:
+    """Lock every row the orders touch, in the one order every transaction uses, so that no
+    two can wait on each other in a cycle: produtos by ascending id, then clientes."""
+    produto_ids = sorted({item.produto_id for r in requests for item in r.itens})
+    cliente_ids = sorted({request.cliente_id for request in requests})
+    produtos = session.execute(statements.LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
+    clientes = session.execute(statements.LOCK_CLIENTES, {"cliente_ids": cliente_ids}).all()
+    return Stock(
+        precos={row.id: row.preco for row in produtos},
+        estoques={row.id: row.estoque for row in produtos},
+        saldos={row.id: row.saldo for row in clientes},
+    )
 
-    Lock order, the same in every transaction so that no two can wait on each other in a
-    cycle: produtos by ascending id, then the cliente.
-    """
+
+def decide(request: PedidoRequest, stock: Stock) -> PedidoPlan | PedidoRejeitado:
+    """Check one order against what is left; when it passes, take its stock and money."""
     itens = request.merged_itens()
-    produto_ids = [item.produto_id for item in itens]
-    locked = session.execute(statements.LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
-    produtos = {row.id: row for row in locked}
-    missing = [produto_id for produto_id in produto_ids if produto_id not in produtos]
+    missing = [item.produto_id for item in itens if item.produto_id not in stock.precos]
     if missing:
-        raise ProdutoNaoEncontrado(missing)
+        return ProdutoNaoEncontrado(missing)
     for item in itens:
-        estoque = produtos[item.produto_id].estoque
-        if estoque < item.quantidade:
-            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
-
-    results = tuple(
-        ItemResult(item.produto_id, item.quantidade, produtos[item.produto_id].preco)
+        if stock.estoques[item.produto_id] < item.quantidade:
+            disponivel = stock.estoques[item.produto_id]
+            return EstoqueInsuficiente(item.produto_id, disponivel, item.quantidade)
+    lines = tuple(
+        ItemResult(item.produto_id, item.quantidade, stock.precos[item.produto_id])
         for item in itens
     )
-    total = sum((result.subtotal for result in results), Decimal("0.00"))
-
-    saldo = session.execute(
-        statements.LOCK_CLIENTE, {"cliente": request.cliente_id}
-    ).scalar_one_or_none()
+    total = sum((line.subtotal for line in lines), Decimal("0.00"))
+    saldo = stock.saldos.get(request.cliente_id)
     if saldo is None:
-        raise ClienteNaoEncontrado(request.cliente_id)
+        return ClienteNaoEncontrado(request.cliente_id)
     if saldo < total:
-        raise SaldoInsuficiente(request.cliente_id, saldo, total)
-    return PedidoPlan(
-        request.cliente_id, results, total, request.solicitacao_id, request.to_payload()
-    )
+        return SaldoInsuficiente(request.cliente_id, saldo, total)
+    for item in itens:
+        stock.estoques[item.produto_id] -= item.quantidade
+    stock.saldos[request.cliente_id] = saldo - total
+    return PedidoPlan(request.cliente_id, lines, total)
 
 
-def debit(session: Session, plan: PedidoPlan) -> None:
-    """Take the stock and the money. Parent rows are updated before the child rows are
-    inserted, so the inserts' foreign-key checks never need to upgrade a shared lock."""
-    session.execute(
-        statements.DEBIT_ESTOQUE,
-        [{"produto": item.produto_id, "unidades": item.quantidade} for item in plan.itens],
-    )
-    session.execute(statements.DEBIT_SALDO, {"cliente": plan.cliente_id, "valor": plan.total})
+def debit(session: Session, plans: Sequence[PedidoPlan]) -> None:
+    """Take the stock and the money, one statement per table. Parent rows are updated before
+    the child rows are inserted, so the inserts' foreign-key checks never need to upgrade a
+    shared lock."""
+    if not plans:
+        return
+    produtos: dict[int, tuple[int, Decimal]] = {}
+    clientes: dict[int, tuple[int, Decimal]] = {}
+    for plan in plans:
+        for item in plan.itens:
+            unidades, receita = produtos.get(item.produto_id, (0, ZERO))
+            produtos[item.produto_id] = (unidades + item.quantidade, receita + item.subtotal)
+        compras, gasto = clientes.get(plan.cliente_id, (0, ZERO))
+        clientes[plan.cliente_id] = (compras + 1, gasto + plan.total)
+    statements.debit_produtos(session, sorted(produtos.items()))
+    statements.debit_clientes(session, sorted(clientes.items()))
 
 
-def record(session: Session, plan: PedidoPlan) -> PedidoResult:
-    """Conclude the request and insert the pedido (same id) and its items.
+def record(
+    session: Session,
+    requests: Sequence[PedidoRequest],
+    decided: Sequence[PedidoPlan | PedidoRejeitado],
+) -> list[Settled]:
+    """Settle every request row and insert the pedidos (each with its request's id), their
+    items and the counters, after the debits.
 
-    The request row commits with the order, so a request is CONCLUIDO exactly when its order
-    exists, and a caller that lost the connection during COMMIT can look the id up.
+    A request row commits with its order, so a request is CONCLUIDO exactly when its order
+    exists, and a caller that lost the connection during COMMIT can look the id up. A direct
+    order gets its row now; a recorded one has had it since it arrived.
     """
     now = utc_now()
-    if plan.solicitacao_id is None:
-        pedido_id: int = session.execute(
-            statements.NEW_SOLICITACAO, concluded_request_row(plan, now)
-        ).scalar_one()
-    else:
-        pedido_id = plan.solicitacao_id
-        session.execute(statements.CONCLUDE_SOLICITACAO, {"solicitacao": pedido_id, "agora": now})
-    insert_pedidos(session, [pedido_id], [plan], now)
-    unidades = sum(item.quantidade for item in plan.itens)
-    count_outcome(session, Estado.CONCLUIDO, unidades=unidades, receita=plan.total)
-    return PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens)
+    new = [
+        (request, plan)
+        for request, plan in zip(requests, decided, strict=True)
+        if request.solicitacao_id is None and isinstance(plan, PedidoPlan)
+    ]
+    new_ids: list[int] = []
+    if new:
+        rows = [concluded_request_row(request, now) for request, _ in new]
+        new_ids = list(session.execute(statements.NEW_SOLICITACOES, rows).scalars())
+    ids = iter(new_ids)
+    committed: list[tuple[int, PedidoPlan]] = []
+    rejected_recorded: list[tuple[int, PedidoRejeitado]] = []
+    settled: list[Settled] = []
+    for request, plan in zip(requests, decided, strict=True):
+        if isinstance(plan, PedidoRejeitado):
+            if request.solicitacao_id is not None:
+                rejected_recorded.append((request.solicitacao_id, plan))
+            settled.append(plan)
+            continue
+        pedido_id = request.solicitacao_id if request.solicitacao_id is not None else next(ids)
+        committed.append((pedido_id, plan))
+        settled.append(PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens))
+    recorded_ids = [
+        request.solicitacao_id
+        for request, plan in zip(requests, decided, strict=True)
+        if request.solicitacao_id is not None and isinstance(plan, PedidoPlan)
+    ]
+    if recorded_ids:
+        session.execute(statements.CONCLUDE_SOLICITACOES, {"ids": recorded_ids, "agora": now})
+    if rejected_recorded:
+        session.execute(
+            statements.REJECT_SOLICITACAO,
+            [
+                {"solicitacao": i, "motivo": json.dumps(r.motivo()), "agora": now}
+                for i, r in rejected_recorded
+            ],
+        )
+    if committed:
+        insert_pedidos(session, committed, now)
+    plans = [plan for _, plan in committed]
+    count_outcomes(
+        session,
+        concluidos=len(plans),
+        rejeitados=len(settled) - len(plans),
+        unidades=sum(item.quantidade for plan in plans for item in plan.itens),
+        receita=sum((plan.total for plan in plans), ZERO),
+    )
+    return settled
 
 
-def concluded_request_row(plan: PedidoPlan, now: datetime) -> dict[str, Any]:
+def concluded_request_row(request: PedidoRequest, now: datetime) -> dict[str, Any]:
     """The solicitacoes row of an order that commits without having been recorded first."""
     return {
-        "payload": plan.payload,
+        "payload": request.to_payload(),
         "estado": Estado.CONCLUIDO.value,
         "tentativas": 1,
         "criado_em": now,
@@ -254,14 +334,14 @@ def concluded_request_row(plan: PedidoPlan, now: datetime) -> dict[str, Any]:
 
 
 def insert_pedidos(
-    session: Session, pedido_ids: Sequence[int], plans: Sequence[PedidoPlan], now: datetime
+    session: Session, committed: Sequence[tuple[int, PedidoPlan]], now: datetime
 ) -> None:
     """Insert the pedidos, each with its request's id, and all their items."""
     session.execute(
         statements.NEW_PEDIDO,
         [
             {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
-            for i, plan in zip(pedido_ids, plans, strict=True)
+            for i, plan in committed
         ],
     )
     session.execute(
@@ -273,7 +353,7 @@ def insert_pedidos(
                 "quantidade": item.quantidade,
                 "preco_unitario": item.preco_unitario,
             }
-            for i, plan in zip(pedido_ids, plans, strict=True)
+            for i, plan in committed
             for item in plan.itens
         ],
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,8 +14,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos import statements
+from pedidos.lookup import pedido_result
 from pedidos.models import PENDENTES, Estado, Solicitacao, utc_now
-from pedidos.relatorio import pedido_result
 from pedidos.service import (
     PedidoRejeitado,
     PedidoRequest,
@@ -22,7 +24,7 @@ from pedidos.service import (
     random_pedido_request,
     rejection_from_motivo,
 )
-from pedidos.tallies import count_outcome
+from pedidos.tallies import count_errors
 
 RANDOM_ORDER_FINGERPRINT = "random-order"
 
@@ -135,38 +137,16 @@ def record_request(
         raise ChaveEmUso(chave) from error
 
 
-def lock_pending(session: Session, solicitacao_id: int) -> PedidoRequest | Stored:
-    """Lock the request row; a pending request comes back as the order to run, a settled one
-    as it is stored. Under this lock a request is settled exactly once, whoever runs it."""
-    row = session.execute(
-        select(*_COLUMNS, Solicitacao.payload)
-        .where(Solicitacao.id == solicitacao_id)
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise LookupError(f"solicitacao {solicitacao_id} does not exist")
-    stored = _stored(row)
-    if stored.final or row.payload is None:
-        return stored
-    return PedidoRequest.from_payload(row.payload, solicitacao_id)
-
-
-def settle(
-    session: Session, solicitacao_id: int, estado: Estado, motivo: dict[str, Any]
-) -> Stored | None:
-    """Mark a pending request REJEITADO or ERRO. Returns the stored request instead when it
-    was settled meanwhile by someone else."""
-    current = lock_pending(session, solicitacao_id)
-    if isinstance(current, Stored):
-        return current
-    session.execute(
-        update(Solicitacao)
-        .where(Solicitacao.id == solicitacao_id)
-        .values(estado=estado, motivo=json.dumps(motivo), prazo=None, atualizado_em=utc_now())
-        .execution_options(synchronize_session=False)
-    )
-    count_outcome(session, estado)
-    return None
+def lock_pending(session: Session, ids: Sequence[int]) -> dict[int, PedidoRequest | Stored]:
+    """Lock the request rows, in ascending id; a pending request comes back as the order to
+    run, a settled one as it is stored. Under these locks a request is settled exactly once,
+    whoever runs it. Ids that do not exist are left out."""
+    locked: dict[int, PedidoRequest | Stored] = {}
+    for row in session.execute(statements.LOCK_SOLICITACOES, {"ids": sorted(set(ids))}):
+        stored = _stored(row)
+        pending = not stored.final and row.payload is not None
+        locked[row.id] = PedidoRequest.from_payload(row.payload, row.id) if pending else stored
+    return locked
 
 
 def outcome_of(session: Session, stored: Stored) -> PedidoResult | PedidoRejeitado:
@@ -206,7 +186,7 @@ def claim_due(session: Session, lease: timedelta, max_attempts: int, limit: int)
             .values(estado=Estado.ERRO, motivo=json.dumps(motivo), prazo=None, atualizado_em=now)
             .execution_options(synchronize_session=False)
         )
-        count_outcome(session, Estado.ERRO, pedidos=len(exhausted))
+        count_errors(session, len(exhausted))
     if claimed:
         session.execute(
             update(Solicitacao)

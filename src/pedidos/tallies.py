@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -14,40 +13,48 @@ from pedidos.models import SHARDS, Base, Contador, Estado, Money, Solicitacao, m
 
 _contadores = Base.metadata.tables["contadores"]
 _OF_SHARD = _contadores.c.shard == bindparam("alvo")
-# One prepared UPDATE per final state; the hot path only binds numbers.
-_COUNT = {
-    Estado.CONCLUIDO: update(_contadores)
+_COUNT_ORDERS = (
+    update(_contadores)
     .where(_OF_SHARD)
     .values(
-        concluidos=_contadores.c.concluidos + bindparam("mais_pedidos", type_=BigInteger()),
-        unidades=_contadores.c.unidades + bindparam("mais_unidades", type_=BigInteger()),
-        receita=_contadores.c.receita + bindparam("mais_receita", type_=Money(18)),
-    ),
-    Estado.REJEITADO: update(_contadores)
-    .where(_OF_SHARD)
-    .values(rejeitados=_contadores.c.rejeitados + bindparam("mais_pedidos", type_=BigInteger())),
-    Estado.ERRO: update(_contadores)
-    .where(_OF_SHARD)
-    .values(erros=_contadores.c.erros + bindparam("mais_pedidos", type_=BigInteger())),
-}
+        concluidos=_contadores.c.concluidos + bindparam("concluidos", type_=BigInteger()),
+        rejeitados=_contadores.c.rejeitados + bindparam("rejeitados", type_=BigInteger()),
+        unidades=_contadores.c.unidades + bindparam("unidades", type_=BigInteger()),
+        receita=_contadores.c.receita + bindparam("receita", type_=Money(18)),
+    )
+)
 
 
-def count_outcome(
-    session: Session,
-    estado: Estado,
-    pedidos: int = 1,
-    unidades: int = 0,
-    receita: Decimal = Decimal("0.00"),
+def count_outcomes(
+    session: Session, *, concluidos: int, rejeitados: int, unidades: int, receita: Decimal
 ) -> None:
-    """Add final outcomes to a random shard, in the caller's transaction.
+    """Add the outcomes of a transaction's orders to a random shard, in one statement.
 
     Take this lock last in a transaction: it is the only counter row the transaction
     touches, so it cannot take part in a lock cycle.
     """
-    values: dict[str, Any] = {"alvo": random.randrange(SHARDS), "mais_pedidos": pedidos}
-    if estado is Estado.CONCLUIDO:
-        values |= {"mais_unidades": unidades, "mais_receita": receita}
-    session.execute(_COUNT[estado], values)
+    session.execute(
+        _COUNT_ORDERS,
+        {
+            "alvo": random.randrange(SHARDS),
+            "concluidos": concluidos,
+            "rejeitados": rejeitados,
+            "unidades": unidades,
+            "receita": receita,
+        },
+    )
+
+
+_COUNT_ERRORS = (
+    update(_contadores)
+    .where(_OF_SHARD)
+    .values(erros=_contadores.c.erros + bindparam("erros", type_=BigInteger()))
+)
+
+
+def count_errors(session: Session, erros: int) -> None:
+    """Add requests settled as ERRO to a random shard (last lock of the transaction)."""
+    session.execute(_COUNT_ERRORS, {"alvo": random.randrange(SHARDS), "erros": erros})
 
 
 @dataclass(frozen=True)

@@ -8,63 +8,66 @@ and the tests use it to prove that the invariant checks can see a race.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
+from collections.abc import Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from pedidos.models import Cliente, Produto
-from pedidos.running import Work
 from pedidos.service import (
-    EstoqueInsuficiente,
-    ItemResult,
     PedidoPlan,
     PedidoRequest,
-    PedidoResult,
-    SaldoInsuficiente,
+    Settled,
+    Stock,
+    Work,
+    decide,
     record,
 )
 
 
 def make_naive(think_seconds: float) -> Work:
     """The naive transaction, pausing `think_seconds` between its reads and its writes (the
-    window in which another order reads the same values). The benchmark measures it with no
-    pause; the tests widen the window so that the race shows every time."""
+    window in which another transaction reads the same values). The benchmark measures it
+    with no pause; the tests widen the window so that the race shows every time."""
 
-    def naive(session: Session, request: PedidoRequest) -> PedidoResult:
-        return _naive(session, request, think_seconds)
+    def naive(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        return _naive(session, requests, think_seconds)
 
     return naive
 
 
-def _naive(session: Session, request: PedidoRequest, think_seconds: float) -> PedidoResult:
-    lines = []
-    for item in request.merged_itens():
-        estoque, preco = session.execute(
-            select(Produto.estoque, Produto.preco).where(Produto.id == item.produto_id)
-        ).one()
-        if estoque < item.quantidade:
-            raise EstoqueInsuficiente(item.produto_id, estoque, item.quantidade)
-        lines.append((ItemResult(item.produto_id, item.quantidade, preco), estoque))
-    saldo = session.execute(
-        select(Cliente.saldo).where(Cliente.id == request.cliente_id)
-    ).scalar_one()
-    total = sum((line.subtotal for line, _ in lines), Decimal("0.00"))
-    if saldo < total:
-        raise SaldoInsuficiente(request.cliente_id, saldo, total)
+def _naive(
+    session: Session, requests: Sequence[PedidoRequest], think_seconds: float
+) -> list[Settled]:
+    produto_ids = sorted({item.produto_id for r in requests for item in r.itens})
+    cliente_ids = sorted({r.cliente_id for r in requests})
+    produtos = session.execute(
+        select(Produto.id, Produto.preco, Produto.estoque).where(Produto.id.in_(produto_ids))
+    ).all()
+    clientes = session.execute(
+        select(Cliente.id, Cliente.saldo).where(Cliente.id.in_(cliente_ids))
+    ).all()
+    stock = Stock(
+        precos={row.id: row.preco for row in produtos},
+        estoques={row.id: row.estoque for row in produtos},
+        saldos={row.id: row.saldo for row in clientes},
+    )
+    decided = [decide(request, stock) for request in requests]
     if think_seconds:
         time.sleep(think_seconds)
-    for line, estoque in lines:
+    plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
+    # The bug: absolute values computed from reads that other transactions also made.
+    for produto_id in {item.produto_id for plan in plans for item in plan.itens}:
         session.execute(
             update(Produto)
-            .where(Produto.id == line.produto_id)
-            .values(estoque=estoque - line.quantidade)
+            .where(Produto.id == produto_id)
+            .values(estoque=stock.estoques[produto_id])
         )
-    session.execute(
-        update(Cliente).where(Cliente.id == request.cliente_id).values(saldo=saldo - total)
-    )
-    itens = tuple(line for line, _ in lines)
-    return record(session, PedidoPlan(request.cliente_id, itens, total, None, request.to_payload()))
+    for cliente_id in {plan.cliente_id for plan in plans}:
+        session.execute(
+            update(Cliente).where(Cliente.id == cliente_id).values(saldo=stock.saldos[cliente_id])
+        )
+    return record(session, requests, decided)
 
 
 naive_read_modify_write = make_naive(think_seconds=0.01)

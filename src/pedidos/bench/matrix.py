@@ -34,9 +34,8 @@ from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import take_ledger, violations
 from pedidos.models import Cliente, Produto
 from pedidos.processor import PedidoProcessor
-from pedidos.running import Work
 from pedidos.seed import reset
-from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, place_pedido
+from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, Work, place_pedidos
 
 RESULTS = Path("benchmarks/results")  # relative to the checkout the benchmark runs from
 BATCH_SIZE = 64  # the "batched" mode, and PEDIDOS_BATCH_SIZE of the gunicorn behind "http"
@@ -289,7 +288,7 @@ def run(
                             run_cell(engine, cell, scenario, send)
                             client.close()
                     else:
-                        work = make_naive(think_seconds=0) if mode == "naive" else place_pedido
+                        work = make_naive(think_seconds=0) if mode == "naive" else place_pedidos
                         batch = BATCH_SIZE if mode == "batched" else 1
                         send, processor = processor_sender(engine, work, concurrency, batch)
                         run_cell(engine, cell, scenario, send)
