@@ -271,6 +271,18 @@ def test_relatorio_pages_newest_first_with_a_cursor(
     assert len(seen) == 5 and seen == sorted(seen, reverse=True)
 
 
+def test_the_kept_summary_equals_the_one_scanned_from_the_orders(
+    client: FlaskClient, history: dict[str, int]
+) -> None:
+    kept = client.get("/relatorio?resumo=true").get_json()["resumo"]
+    # A period that holds every order takes the scanning path over the same orders.
+    scanned = client.get(
+        "/relatorio?resumo=true&desde=2000-01-01T00:00:00Z&ate=2999-01-01T00:00:00Z"
+    ).get_json()["resumo"]
+    assert kept == scanned
+    assert [p["nome"] for p in kept["por_produto"]] == ["Café", "Pão"]
+
+
 def test_relatorio_summary_and_filters(client: FlaskClient, history: dict[str, int]) -> None:
     assert client.get("/relatorio").get_json()["resumo"] is None  # only when asked for
     resumo = client.get("/relatorio?resumo=true").get_json()["resumo"]

@@ -40,6 +40,8 @@ class Ledger:
     estados_divergentes: int
     # The sharded counters agree with the rows they summarise.
     contadores: tuple[int, int, Decimal]
+    # Produtos and clientes whose kept sales totals differ from their orders' rows.
+    vendas_divergentes: int = 0
 
 
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -93,6 +95,7 @@ def take_ledger(session: Session) -> Ledger:
         )
     ).one()
     return Ledger(
+        vendas_divergentes=_sales_that_disagree(session),
         saldo=saldo,
         estoque=int(estoque),
         pedidos=pedidos,
@@ -105,6 +108,47 @@ def take_ledger(session: Session) -> Ledger:
         estados_divergentes=int(sem_solicitacao) + int(sem_pedido),
         contadores=(int(contados[0]), int(contados[1]), contados[2]),
     )
+
+
+def _sales_that_disagree(session: Session) -> int:
+    """Produtos and clientes whose kept totals differ from what their orders' rows say."""
+    por_produto = (
+        select(
+            ItemPedido.produto_id.label("id"),
+            func.sum(ItemPedido.quantidade).label("vendidos"),
+            func.sum(ItemPedido.quantidade * ItemPedido.preco_unitario).label("receita"),
+        )
+        .group_by(ItemPedido.produto_id)
+        .subquery()
+    )
+    produtos = session.execute(
+        select(func.count())
+        .select_from(Produto)
+        .outerjoin(por_produto, por_produto.c.id == Produto.id)
+        .where(
+            (Produto.vendidos != func.coalesce(por_produto.c.vendidos, 0))
+            | (Produto.receita != func.coalesce(por_produto.c.receita, 0))
+        )
+    ).scalar_one()
+    por_cliente = (
+        select(
+            Pedido.cliente_id.label("id"),
+            func.count().label("compras"),
+            func.sum(Pedido.total).label("gasto"),
+        )
+        .group_by(Pedido.cliente_id)
+        .subquery()
+    )
+    clientes = session.execute(
+        select(func.count())
+        .select_from(Cliente)
+        .outerjoin(por_cliente, por_cliente.c.id == Cliente.id)
+        .where(
+            (Cliente.compras != func.coalesce(por_cliente.c.compras, 0))
+            | (Cliente.gasto != func.coalesce(por_cliente.c.gasto, 0))
+        )
+    ).scalar_one()
+    return int(produtos) + int(clientes)
 
 
 def violations(before: Ledger, after: Ledger) -> list[str]:
@@ -132,6 +176,8 @@ def violations(before: Ledger, after: Ledger) -> list[str]:
         found.append(f"{after.totais_divergentes} pedidos whose total differs from their items")
     if after.estados_divergentes:
         found.append(f"{after.estados_divergentes} pedidos and CONCLUIDO requests do not pair up")
+    if after.vendas_divergentes:
+        found.append(f"{after.vendas_divergentes} produtos or clientes whose sales totals drift")
     if after.contadores != (after.pedidos, after.unidades, after.vendido):
         found.append(
             f"counters say {after.contadores}, rows say "

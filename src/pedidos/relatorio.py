@@ -27,6 +27,7 @@ from pedidos.schemas import (
     RelatorioQuery,
     ResumoOut,
 )
+from pedidos.tallies import read_totals
 
 ZERO = Decimal("0.00")
 
@@ -100,7 +101,46 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
 
 
 def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
-    """Totals over the filtered orders, by SQL aggregates: orders, units, receita, top lists."""
+    """Totals over the filtered orders: orders, units, receita, and the top lists."""
+    filters = (query.cliente_id, query.produto_id, query.desde, query.ate)
+    if all(value is None for value in filters):
+        return _resumo_kept(session, query.top)
+    return _resumo_scanned(session, query)
+
+
+def _resumo_kept(session: Session, top: int) -> ResumoOut:
+    """Every order ever: the totals the order transaction keeps, read in a few index seeks
+    (ties in receita go to the higher id, as in the filtered summary)."""
+    totals = read_totals(session)
+    por_produto = session.execute(
+        select(Produto.id, Produto.nome, Produto.vendidos, Produto.receita)
+        .where(Produto.receita > 0)
+        .order_by(Produto.receita.desc(), Produto.id.desc())
+        .limit(top)
+    ).all()
+    por_cliente = session.execute(
+        select(Cliente.id, Cliente.nome, Cliente.compras, Cliente.gasto)
+        .where(Cliente.gasto > 0)
+        .order_by(Cliente.gasto.desc(), Cliente.id.desc())
+        .limit(top)
+    ).all()
+    return ResumoOut(
+        pedidos=totals.pedidos,
+        unidades=totals.unidades,
+        receita=totals.receita,
+        por_produto=[
+            ProdutoResumo(produto_id=r[0], nome=r[1], unidades=int(r[2]), receita=r[3])
+            for r in por_produto
+        ],
+        por_cliente=[
+            ClienteResumo(cliente_id=r[0], nome=r[1], pedidos=int(r[2]), receita=r[3])
+            for r in por_cliente
+        ],
+    )
+
+
+def _resumo_scanned(session: Session, query: RelatorioQuery) -> ResumoOut:
+    """A filtered summary: SQL aggregates over the matching orders' items."""
     receita = money_sum(ItemPedido.quantidade * ItemPedido.preco_unitario)
     unidades = func.coalesce(func.sum(ItemPedido.quantidade), 0)
     conditions = _pedido_filters(query)
@@ -117,7 +157,7 @@ def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
         over_itens(ItemPedido.produto_id, Produto.nome, unidades, receita.label("receita"))
         .join(Produto, Produto.id == ItemPedido.produto_id)
         .group_by(ItemPedido.produto_id, Produto.nome)
-        .order_by(receita.desc(), ItemPedido.produto_id)
+        .order_by(receita.desc(), ItemPedido.produto_id.desc())
         .limit(query.top)
     ).all()
     por_cliente = session.execute(
@@ -129,7 +169,7 @@ def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
         )
         .join(Cliente, Cliente.id == Pedido.cliente_id)
         .group_by(Pedido.cliente_id, Cliente.nome)
-        .order_by(receita.desc(), Pedido.cliente_id)
+        .order_by(receita.desc(), Pedido.cliente_id.desc())
         .limit(query.top)
     ).all()
     return ResumoOut(
