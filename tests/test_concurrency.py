@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pedidos.app import create_app
-from pedidos.bench.baseline import naive_read_modify_write
+from pedidos.bench.baseline import make_naive, naive_read_modify_write
 from pedidos.config import Settings
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Produto

@@ -11,7 +11,7 @@ def test_defaults_use_the_embedded_sqlite_database() -> None:
     settings = Settings.from_env({})
     assert settings.database_url == DEFAULT_DATABASE_URL
     assert DEFAULT_DATABASE_URL.startswith("sqlite:///")
-    assert (settings.executor, settings.pool_size) == ("thread", settings.workers + 4)
+    assert (settings.executor, settings.pool_size) == ("thread", settings.workers + 8)
 
 
 def test_environment_overrides() -> None:

@@ -120,8 +120,8 @@ class PedidoProcessor:
         self._capacity = workers + queue_size
         self._queue_size = queue_size
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
         self._waiting: deque[_Entry] = deque()
+        self._draining = 0  # workers busy taking batches off the queue
         self._running = 0
         self._closed = False
         self._completed = 0
@@ -142,8 +142,6 @@ class PedidoProcessor:
                 initargs=(database_url, work, max_retries),
             )
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="pedidos-worker")
-        for _ in range(workers):
-            self._threads.submit(self._work_loop)
 
     def free_slots(self) -> int:
         """How many more orders would be admitted right now."""
@@ -171,8 +169,16 @@ class PedidoProcessor:
                 refused = False
                 entry = _Entry(job, Future(), time.perf_counter(), request_id.get())
                 self._waiting.append(entry)
-                self._arrived.notify()
                 self._publish_depth()
+                # Decided under the lock that a worker also holds when it stops: an order is
+                # never left waiting with no worker to take it.
+                if self._draining < self._workers:
+                    try:
+                        self._threads.submit(self._drain)
+                    except RuntimeError:  # the interpreter is exiting
+                        self._waiting.remove(entry)
+                        raise ShuttingDown() from None
+                    self._draining += 1
         if refused:
             if count_refusal:
                 self._count_refusal()
@@ -185,14 +191,14 @@ class PedidoProcessor:
             self._overloaded += 1
         instruments.OVERLOADED.inc()
 
-    def _work_loop(self) -> None:
-        """A worker: take what waits (up to batch_size) into one transaction, settle it."""
+    def _drain(self) -> None:
+        """A worker: take what waits (up to batch_size) into one transaction, settle it, and
+        go on until nothing waits."""
         while True:
-            with self._arrived:
-                while not self._waiting and not self._closed:
-                    self._arrived.wait()
+            with self._lock:
                 if not self._waiting:
-                    return  # closed and nothing left
+                    self._draining -= 1
+                    return
                 batch = [
                     self._waiting.popleft()
                     for _ in range(min(self._batch_size, len(self._waiting)))
@@ -263,9 +269,8 @@ class PedidoProcessor:
 
     def shutdown(self) -> None:
         """Finish what was accepted, then stop the workers."""
-        with self._arrived:
+        with self._lock:
             self._closed = True
-            self._arrived.notify_all()
         self._threads.shutdown(wait=True)
         if self._processes is not None:
             self._processes.shutdown(wait=True)
