@@ -131,8 +131,8 @@ def test_03_kill_9_mid_load_then_restart(
 
     assert load.accepted, "no request was accepted before the kill"
     assert left_pending, "nothing was pending at the kill: recovery was never exercised"
-    assert set(load.statuses) == {"202", "connection_error"}, load.statuses
     assert_nothing_lost(fault_engine, before, load)
+    assert set(load.statuses) == {"202", "connection_error"}, load.statuses
     with fault_engine.connect() as connection:
         claims: dict[int, int] = dict(
             connection.execute(
