@@ -132,6 +132,8 @@ def test_03_kill_9_mid_load_then_restart(
     assert load.accepted, "no request was accepted before the kill"
     assert left_pending, "nothing was pending at the kill: recovery was never exercised"
     assert_nothing_lost(fault_engine, before, load)
+    # Every request was answered 202 or, once the process was dead, cut off: nothing else.
+    assert load.sent == 2000 and load.sent == len(load.accepted) + load.connection_errors
     assert set(load.statuses) == {"202", "connection_error"}, load.statuses
     with fault_engine.connect() as connection:
         claims: dict[int, int] = dict(
