@@ -118,6 +118,7 @@ def test_03_kill_9_mid_load_then_restart(
     load = LoadResult()
     thread, _ = load_in_background(lambda: run_load(service.url, 2000, 32, make, result=load))
     wait_until(lambda: load.sent >= 600, 60, "600 answers before the kill")
+    killed = time.monotonic()
     service.signal(signal.SIGKILL)
     service.wait(10)
     # Read once the process is dead: exactly what it left behind.
@@ -132,9 +133,13 @@ def test_03_kill_9_mid_load_then_restart(
     assert load.accepted, "no request was accepted before the kill"
     assert left_pending, "nothing was pending at the kill: recovery was never exercised"
     assert_nothing_lost(fault_engine, before, load)
-    # Every request was answered 202 or, once the process was dead, cut off: nothing else.
-    assert load.sent == 2000 and load.sent == len(load.accepted) + load.connection_errors
-    assert set(load.statuses) == {"202", "connection_error"}, load.statuses
+    # Before the kill, requests were acknowledged (202, or 201 when the order finished at
+    # once) or refused with 503 + Retry-After (pool saturated: nothing recorded); after it,
+    # cut off. Nothing else.
+    assert load.sent == 2000, load.statuses
+    assert set(load.statuses) <= {"201", "202", "503", "connection_error"}, load.statuses
+    assert load.server_errors == 0 and load.retry_after_missing == 0, load.statuses
+    assert load.between(0, killed)["connection_error"] == 0, load.statuses
     with fault_engine.connect() as connection:
         claims: dict[int, int] = dict(
             connection.execute(
@@ -148,15 +153,19 @@ def test_03_kill_9_mid_load_then_restart(
     assert unclaimed == [], f"left pending at the kill but never claimed by recovery: {unclaimed}"
     report(
         "A 202 is never lost, even to `kill -9`",
-        f"{len(load.accepted):,} requests acknowledged with 202, process killed "
-        f"({load.connection_errors:,} requests cut off, as expected), restarted: the "
+        f"{len(load.accepted):,} requests acknowledged with 202 ({load.statuses['503']:,} "
+        f"refused with 503), process killed ({load.connection_errors:,} requests cut off, as "
+        "expected), restarted: the "
         f"{len(left_pending)} left pending were each claimed by recovery and settled in "
         f"{settle_seconds:.1f} s; all {len(load.accepted):,} settled exactly once",
     )
 
 
-OUTAGE_ANSWER_SECONDS = 2.5
-OUTAGE_CLIENT_TIMEOUT = 5.0
+# A refused connection answers 503 at once (0.7 s at most on an idle machine, 3.3 s with the
+# machine's load average at 30); without that path a request would wait for the service's
+# 10 s request timeout, or hang until the client gives up.
+OUTAGE_ANSWER_SECONDS = 5.0
+OUTAGE_CLIENT_TIMEOUT = 8.0
 
 
 def database_answers(url: str) -> bool:
@@ -440,6 +449,13 @@ def test_08_flood_of_20000_posts(
     )
 
 
+# A fuzzed POST /simulacoes leaves a simulation placing orders in the background, and the
+# counters pick their shard with the module-level `random`: Hypothesis sees the global random
+# state move while it generates the next case and warns that a strategy used `random`.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: str) -> None:
     seed_catalog(fault_engine, 50, "100.00", [10] * 10)
     app = create_app(Settings(database_url=fault_url))
@@ -478,7 +494,9 @@ def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: 
     )
 
 
-DRAIN_SECONDS = 5.0  # a run drains in under a second; the request timeout would be 30 s
+# An idle machine drains in about a second, a loaded one (load average 30) in 3.7 s; a drain
+# that waited for its 30 s request timeout instead would fail this.
+DRAIN_SECONDS = 10.0
 
 
 def test_10_sigterm_drains_during_load(
