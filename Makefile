@@ -36,8 +36,10 @@ screenshot: install chromium
 	$(BIN)/python -m tests.browser.screenshot docs/dashboard.png
 
 ## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): ~5 min.
+## A complete, passing run rewrites docs/guarantees.md from its figures.
 faults: install
 	PEDIDOS_FAULTS_RESULTS=1 $(BIN)/pytest -m faults tests/faults
+	$(BIN)/python benchmarks/guarantees.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, take_ledger
-from pedidos.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.models import Base, Cliente, ItemPedido, Pedido, Produto, Solicitacao
 from pedidos.processor import PedidoProcessor
 from pedidos.runtime import Runtime
 from pedidos.seed import reset
@@ -133,13 +133,17 @@ class Store:
             return take_ledger(session)
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table: compared before and after to prove nothing changed."""
+        """Every row of every table, in key order: compared before and after to prove that
+        nothing changed. A test that expects a table to change says so by comparing it apart."""
         with self.sessions.begin() as session:
             return {
-                model.__tablename__: [
-                    tuple(row) for row in session.execute(select(model.__table__)).all()
+                table.name: [
+                    tuple(row)
+                    for row in session.execute(
+                        select(table).order_by(*table.primary_key.columns)
+                    ).all()
                 ]
-                for model in (Cliente, Produto, Pedido, ItemPedido)
+                for table in Base.metadata.sorted_tables
             }
 
 

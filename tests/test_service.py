@@ -7,7 +7,7 @@ import random
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.models import ItemPedido, Pedido
@@ -92,6 +92,7 @@ def test_spending_the_whole_saldo_and_estoque_is_allowed(
     ],
 )
 def test_rejection_leaves_every_table_untouched(
+    engine: Engine,
     sessions: sessionmaker[Session],
     store: Store,
     case: str,
@@ -110,6 +111,10 @@ def test_rejection_leaves_every_table_untouched(
         "produto": order(rico, (barato, 1), (escasso + 100, 1)),
     }
     before = store.snapshot()
+    # The comparison covers every table there is, the request rows and counters included,
+    # and the earlier order left rows in each of them to compare.
+    assert set(before) == set(inspect(engine).get_table_names()) - {"alembic_version"}
+    assert all(before[table] for table in ("solicitacoes", "contadores", "pedidos"))
 
     with pytest.raises(expected), sessions.begin() as session:
         place_pedido(session, requests[case])

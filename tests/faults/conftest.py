@@ -5,39 +5,87 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import Ledger, missing_pedidos, take_ledger, violations
-from pedidos.models import PENDENTES, Cliente, Produto, Solicitacao
+from pedidos.models import Cliente, Estado, Pedido, Produto, Solicitacao
 from tests.conftest import recreate_mariadb_database, sibling_database
 from tests.faults.harness import LoadResult, ServiceProcess
 
-FIGURES: list[str] = []
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "faults.json"
 
 
-def report(figure: str) -> None:
-    """Keep one line for the summary at the end of the run (and the README)."""
-    FIGURES.append(figure)
+@dataclass
+class Run:
+    """This run's figures, one per guarantee, and what it ran on."""
+
+    started: float = field(default_factory=time.time)
+    guarantees: list[dict[str, str]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+RUN = Run()
+
+
+def report(promise: str, figure: str) -> None:
+    """Record the calling test's promise and the figure this run measured for it."""
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+    RUN.guarantees.append({"test": test, "promise": promise, "figure": figure})
+
+
+def _git(*args: str) -> str:
+    root = RESULTS.parents[2]
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed and "tests/faults/" in report.nodeid:
+        RUN.failed.append(report.nodeid.split("::")[-1])
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    FIGURES.sort(key=lambda line: int(line.split(".")[0]))
-    if not FIGURES:
+    if not RUN.guarantees and not RUN.failed:
         return
+    RUN.guarantees.sort(key=lambda row: row["test"])
     terminalreporter.section("fault-injection figures")
-    for line in FIGURES:
-        terminalreporter.write_line(line)
+    for row in RUN.guarantees:
+        terminalreporter.write_line(f"{row['test']}: {row['figure']}")
     if os.environ.get("PEDIDOS_FAULTS_RESULTS"):
+        results = {
+            "commit": _git("rev-parse", "HEAD") or "unknown",
+            # Uncommitted changes to tracked files (other than what this run writes): the
+            # figures are then not those of `commit`.
+            "dirty": bool(
+                _git(
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                    "--",
+                    ".",
+                    ":!benchmarks/results/faults.json",
+                    ":!docs/guarantees.md",
+                )
+            ),
+            "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "seconds": round(time.time() - RUN.started, 1),
+            "failed": RUN.failed,
+            "guarantees": RUN.guarantees,
+        }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(FIGURES, indent=2, ensure_ascii=False) + "\n")
+        RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
 
 
 @pytest.fixture
@@ -101,23 +149,31 @@ def order_factory(
 
 
 def assert_nothing_lost(engine: Engine, before: Ledger, load: LoadResult) -> Ledger:
-    """Every invariant, every 201 committed exactly once, every 202 settled exactly once."""
+    """Every invariant holds; every 201 is one committed order; every 202 is settled exactly
+    once: CONCLUIDO with its one order or REJEITADO with none (never pending, never ERRO)."""
     after = ledger(engine)
     assert violations(before, after) == []
+    duplicated = {i: n for i, n in Counter(load.created + load.accepted).items() if n > 1}
+    assert duplicated == {}, f"one id acknowledged more than once: {duplicated}"
     with make_sessions(engine, read_only=True).begin() as session:
         assert missing_pedidos(session, load.created) == []
-        assert len(set(load.created)) == len(load.created)
         if load.accepted:
-            pending = session.execute(
-                select(Solicitacao.id).where(
-                    Solicitacao.id.in_(load.accepted), Solicitacao.estado.in_(PENDENTES)
-                )
+            estados = Counter(
+                session.execute(
+                    select(Solicitacao.estado).where(Solicitacao.id.in_(load.accepted))
+                ).scalars()
+            )
+            settled = estados[Estado.CONCLUIDO] + estados[Estado.REJEITADO]
+            assert settled == len(load.accepted), dict(estados)
+            orders = session.execute(
+                select(Solicitacao.estado, func.count())
+                .select_from(Pedido)
+                .join(Solicitacao, Solicitacao.id == Pedido.id)
+                .where(Pedido.id.in_(load.accepted))
+                .group_by(Solicitacao.estado)
             ).all()
-            assert pending == []
-            settled = session.execute(
-                select(Solicitacao.id).where(Solicitacao.id.in_(load.accepted))
-            ).all()
-            assert len(settled) == len(set(load.accepted))
+            concluidos = estados[Estado.CONCLUIDO]
+            assert dict(orders) == ({Estado.CONCLUIDO: concluidos} if concluidos else {}), orders
     return after
 
 

@@ -108,6 +108,9 @@ class LoadResult:
     created: list[int] = field(default_factory=list)  # 201: committed
     accepted: list[int] = field(default_factory=list)  # 202: recorded durably
     retry_after_missing: int = 0
+    problems: Counter[str] = field(default_factory=Counter)  # "503 sobrecarga" and the like
+    answered_at: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, status)
+    slowest: float = 0.0  # the longest single request, seconds
     seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -117,17 +120,39 @@ class LoadResult:
 
     @property
     def server_errors(self) -> int:
+        """5xx answers other than the 503 that overload and shutdown give on purpose."""
         return sum(
             n for status, n in self.statuses.items() if status.startswith("5") and status != "503"
         )
 
-    def record(self, response: httpx.Response | None) -> None:
+    @property
+    def connection_errors(self) -> int:
+        """Requests that got no HTTP answer at all (refused, reset, timed out)."""
+        return self.statuses["connection_error"]
+
+    @property
+    def failures(self) -> int:
+        """Server errors and requests left without an answer: what a client cannot act on."""
+        return self.server_errors + self.connection_errors
+
+    def between(self, start: float, end: float) -> Counter[str]:
+        """Statuses of the answers that arrived in [start, end) (monotonic seconds)."""
         with self.lock:
+            return Counter(status for at, status in self.answered_at if start <= at < end)
+
+    def record(self, response: httpx.Response | None, seconds: float = 0.0) -> None:
+        with self.lock:
+            self.slowest = max(self.slowest, seconds)
             if response is None:
                 self.statuses["connection_error"] += 1
+                self.answered_at.append((time.monotonic(), "connection_error"))
                 return
             status = response.status_code
             self.statuses[str(status)] += 1
+            self.answered_at.append((time.monotonic(), str(status)))
+            if response.headers.get("Content-Type", "").startswith("application/problem+json"):
+                slug = response.json()["type"].removeprefix("urn:pedidos:problem:")
+                self.problems[f"{status} {slug}"] += 1
             if status in (201, 202):
                 (self.created if status == 201 else self.accepted).append(response.json()["id"])
             if status == 503 and "Retry-After" not in response.headers:
@@ -158,16 +183,18 @@ def run_load(
                 return
             body, headers = make_request(index)
             for attempt in range(40):
+                sent = time.monotonic()
                 try:
                     response: httpx.Response | None = client.post(
                         "/pedido", json=body, headers=headers
                     )
                 except httpx.HTTPError:
                     response = None
+                seconds = time.monotonic() - sent
                 if not retry(response):
                     break
                 time.sleep(min(0.5, 0.05 * (attempt + 1)))
-            result.record(response)
+            result.record(response, seconds)
 
     started = time.monotonic()
     with (

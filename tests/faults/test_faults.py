@@ -20,6 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 from sqlalchemy import Engine, create_engine, func, make_url, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pedidos.app import create_app
 from pedidos.bench.baseline import naive_read_modify_write
@@ -50,6 +51,15 @@ def pending_count(engine: Engine) -> int:
         ).scalar_one()
 
 
+def pending_ids(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(Solicitacao.id).where(Solicitacao.estado.in_(PENDENTES))
+            ).scalars()
+        )
+
+
 def load_in_background(run: Callable[[], LoadResult]) -> tuple[threading.Thread, list[LoadResult]]:
     done: list[LoadResult] = []
     thread = threading.Thread(target=lambda: done.append(run()), daemon=True)
@@ -67,11 +77,14 @@ def test_01_hot_produtos_under_64_clients(
     load = run_load(service.url, 5000, 64, order_factory(clientes, produtos))
 
     assert load.sent == 5000
-    assert set(load.statuses) <= {"201", "409"}, load.statuses
+    # Stock runs out on the way (10,000 units for ~11,000 asked): the edge of overselling.
+    assert set(load.statuses) == {"201", "409"}, load.statuses
     assert_nothing_lost(fault_engine, before, load)
     report(
-        f"1. 5,000 orders, 64 HTTP clients, 5 hot produtos: {load.sent / load.seconds:.0f} "
-        f"orders/s, {dict(load.statuses)}, 0 violations, 0 5xx"
+        "Under load on hot rows, no oversell, no lost update, no 5xx",
+        f"5,000 orders from 64 HTTP clients on 5 produtos: {load.sent / load.seconds:.0f} "
+        f"orders/s, {load.statuses['201']:,} x 201, {load.statuses['409']:,} x 409, "
+        "0 violations, 0 5xx, 0 connection errors",
     )
 
 
@@ -88,8 +101,9 @@ def test_02_the_checker_catches_a_naive_work_function(fault_engine: Engine, faul
     found = violations(before, ledger(fault_engine))
     assert found, "the naive work function broke nothing: the checker would miss a race"
     report(
-        f"2. naive read-modify-write, same load shape, 2,000 orders ({dict(load.statuses)}): "
-        f"the checker reported {found}"
+        "The checker can fail: it sees a race when one exists",
+        f"a naive read-modify-write, 2,000 orders from 64 clients ({load.statuses['201']:,} x "
+        f"201): the checker reported {'; '.join(found)}",
     )
 
 
@@ -104,27 +118,68 @@ def test_03_kill_9_mid_load_then_restart(
     load = LoadResult()
     thread, _ = load_in_background(lambda: run_load(service.url, 2000, 32, make, result=load))
     wait_until(lambda: load.sent >= 600, 60, "600 answers before the kill")
-    pending_at_kill = pending_count(fault_engine)
+    killed = time.monotonic()
     service.signal(signal.SIGKILL)
     service.wait(10)
+    # Read once the process is dead: exactly what it left behind.
+    left_pending = pending_ids(fault_engine)
     thread.join(120)
+    assert not thread.is_alive()
 
     restarted = services(fault_url, **fast_recovery)
     settle_seconds = wait_until(lambda: pending_count(fault_engine) == 0, 120, "recovery")
+    restarted.stop()
 
     assert load.accepted, "no request was accepted before the kill"
+    assert left_pending, "nothing was pending at the kill: recovery was never exercised"
     assert_nothing_lost(fault_engine, before, load)
+    # Before the kill, requests were acknowledged (202, or 201 when the order finished at
+    # once) or refused with 503 + Retry-After (pool saturated: nothing recorded); after it,
+    # cut off. Nothing else.
+    assert load.sent == 2000, load.statuses
+    assert set(load.statuses) <= {"201", "202", "503", "connection_error"}, load.statuses
+    assert load.server_errors == 0 and load.retry_after_missing == 0, load.statuses
+    assert load.between(0, killed)["connection_error"] == 0, load.statuses
     with fault_engine.connect() as connection:
-        recovered = connection.execute(
-            select(func.count()).select_from(Solicitacao).where(Solicitacao.tentativas > 1)
-        ).scalar_one()
-    restarted.stop()
+        claims: dict[int, int] = dict(
+            connection.execute(
+                select(Solicitacao.id, Solicitacao.tentativas).where(
+                    Solicitacao.id.in_(left_pending)
+                )
+            ).all()
+        )
+    # Recovery, and only recovery, runs a request again: each one left behind was claimed.
+    unclaimed = sorted(i for i in left_pending if claims[i] < 2)
+    assert unclaimed == [], f"left pending at the kill but never claimed by recovery: {unclaimed}"
     report(
-        f"3. kill -9 during 2,000 async orders: {len(load.accepted)} acknowledged with 202 "
-        f"({pending_at_kill} pending at the kill, {load.statuses['connection_error']} requests "
-        f"cut off); after restart {recovered} recovered in {settle_seconds:.1f} s; every 202 "
-        "settled exactly once, 0 lost, 0 doubled"
+        "A 202 is never lost, even to `kill -9`",
+        f"{len(load.accepted):,} requests acknowledged with 202 ({load.statuses['503']:,} "
+        f"refused with 503), process killed ({load.connection_errors:,} requests cut off, as "
+        "expected), restarted: the "
+        f"{len(left_pending)} left pending were each claimed by recovery and settled in "
+        f"{settle_seconds:.1f} s; all {len(load.accepted):,} settled exactly once",
     )
+
+
+# A refused connection is answered 503 after the processor's few quick retries: 0.7 s at most
+# on an idle machine, 7.7 s with its load average above 20 (queued behind the main load).
+# Without that path a request would wait for the service's 20 s request timeout, or hang
+# until the client gives up.
+OUTAGE_ANSWER_SECONDS = 10.0
+OUTAGE_REQUEST_TIMEOUT = "20"
+OUTAGE_CLIENT_TIMEOUT = 25.0
+
+
+def database_answers(url: str) -> bool:
+    probe = create_engine(url, connect_args={"connect_timeout": 2})
+    try:
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except OperationalError:
+        return False
+    finally:
+        probe.dispose()
 
 
 def test_04_database_restart_during_load(tmp_path: Path, services: StartService) -> None:
@@ -136,38 +191,66 @@ def test_04_database_restart_during_load(tmp_path: Path, services: StartService)
         engine = make_engine(database.url, pool_size=2)
         clientes, produtos = seed_catalog(engine, 300, "500.00", [5000] * 20)
         before = ledger(engine)
-        service = services(database.url, PEDIDOS_REQUEST_TIMEOUT="10")
+        service = services(database.url, PEDIDOS_REQUEST_TIMEOUT=OUTAGE_REQUEST_TIMEOUT)
         outage = LoadResult()
         thread, done = load_in_background(
-            lambda: run_load(service.url, 1500, 16, order_factory(clientes, produtos), timeout=15)
+            lambda: run_load(
+                service.url,
+                1500,
+                16,
+                order_factory(clientes, produtos),
+                timeout=OUTAGE_CLIENT_TIMEOUT,
+            )
         )
         time.sleep(1.5)
         database.stop()
         started = time.monotonic()
-        run_load(service.url, 30, 5, order_factory(clientes, produtos, seed=2), result=outage)
+        # A short client timeout: a hang shows as a connection error, not as a slow 503.
+        run_load(
+            service.url,
+            30,
+            5,
+            order_factory(clientes, produtos, seed=2),
+            result=outage,
+            timeout=OUTAGE_CLIENT_TIMEOUT,
+        )
         outage_seconds = time.monotonic() - started
         time.sleep(2)
+        still_down = database_answers(database.url)
         restart_seconds = database.start()
         thread.join(300)
+        assert not thread.is_alive()
         load = done[0]
         after_restart = run_load(service.url, 50, 5, order_factory(clientes, produtos, seed=3))
         for result in (outage, after_restart):
             load.created.extend(result.created)
 
-        assert set(outage.statuses) == {"503"}, outage.statuses
+        assert still_down is False, "the database answered during the outage"
+        assert outage.statuses == {"503": 30}, outage.statuses
+        assert outage.problems == {"503 banco-indisponivel": 30}, outage.problems
         assert outage.retry_after_missing == 0
-        assert load.server_errors == 0, load.statuses
-        assert set(after_restart.statuses) <= {"201", "409"}, after_restart.statuses
+        assert outage.slowest < OUTAGE_ANSWER_SECONDS, outage.slowest
+        # The main load ran into the outage too, and none of it failed or hung.
+        assert load.failures == 0, load.statuses
+        assert set(load.statuses) == {"201", "503"}, load.statuses
+        # Saldo and estoque cover every order here, so every one after the restart commits.
+        assert after_restart.statuses == {"201": 50}, after_restart.statuses
         assert_nothing_lost(engine, before, load)
         engine.dispose()
         report(
-            f"4. database stopped mid-load: 30 orders during the outage all 503 + Retry-After "
-            f"in {outage_seconds:.1f} s (no hang, no 500); main load {dict(load.statuses)}; "
-            f"server back in {restart_seconds:.1f} s; the next 50 orders "
-            f"{dict(after_restart.statuses)}; 0 lost"
+            "A database outage answers 503, never hangs, and heals itself",
+            f"a private MariaDB stopped mid-load: 30 orders during the outage all 503 "
+            f"`banco-indisponivel` + `Retry-After`, each within {OUTAGE_ANSWER_SECONDS} s "
+            f"(slowest {outage.slowest:.2f} s, all 30 in {outage_seconds:.1f} s); main load "
+            f"{load.statuses['201']:,} x 201, {load.statuses['503']:,} x 503, 0 connection "
+            f"errors; server back in {restart_seconds:.1f} s; the next 50 orders all 201; "
+            "nothing lost",
         )
     finally:
         database.stop()
+
+
+MIN_KILLS = 50  # a run kills several hundred; fewer means the killer was not reaching them
 
 
 def test_05_connections_killed_at_random(
@@ -183,7 +266,7 @@ def test_05_connections_killed_at_random(
     )
     admin = create_engine(mariadb_url, isolation_level="AUTOCOMMIT")
     stop = threading.Event()
-    kills = [0]
+    kills: Counter[str] = Counter()
 
     def killer() -> None:
         rng = random.Random(5)
@@ -203,9 +286,9 @@ def test_05_connections_killed_at_random(
                 if ids:
                     try:
                         connection.execute(text(f"KILL {int(rng.choice(ids))}"))
-                        kills[0] += 1
-                    except Exception:  # already gone
-                        pass
+                        kills["landed"] += 1
+                    except DBAPIError:  # gone between the list and the KILL
+                        kills["missed"] += 1
                 time.sleep(0.05)
 
     def keyed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -231,18 +314,25 @@ def test_05_connections_killed_at_random(
 
     with fault_engine.connect() as connection:
         pedidos = connection.execute(select(func.count()).select_from(Pedido)).scalar_one()
-        keyed_pedidos = connection.execute(
-            select(func.count())
-            .select_from(Pedido)
-            .join(Solicitacao, Solicitacao.id == Pedido.id)
+        keys, keyed_pedidos = connection.execute(
+            select(func.count(func.distinct(Solicitacao.chave)), func.count(Pedido.id))
+            .select_from(Solicitacao)
+            .outerjoin(Pedido, Pedido.id == Solicitacao.id)
             .where(Solicitacao.chave.like("pedido-%"))
-        ).scalar_one()
-    assert pedidos == keyed_pedidos  # every order belongs to exactly one key: 0 duplicates
-    assert load.server_errors == 0, load.statuses
+        ).one()
+    # The fault happened: KILLs landed on the service's connections, and the service retried
+    # the transactions they cut (a lost connection is retried, never answered as an error).
+    assert kills["landed"] >= MIN_KILLS, kills
+    assert int(retries.get("connection_lost", 0)) > 0, retries
+    # Each of the 800 keys has exactly one order, and there is no other order.
+    assert load.statuses == {"201": 800}, load.statuses
+    assert (keys, keyed_pedidos, pedidos) == (800, 800, 800)
     assert_nothing_lost(fault_engine, before, load)
     report(
-        f"5. {kills[0]} connections killed during 800 keyed orders: {dict(load.statuses)}, "
-        f"retries {retries}, {pedidos} orders for {pedidos} keys, 0 duplicates"
+        "Ambiguous commits never double an order",
+        f"{kills['landed']:,} connections killed (`KILL`) during 800 keyed orders: 800 x 201, "
+        f"{retries.get('connection_lost', 0):,} transactions retried after a lost connection, "
+        f"{pedidos} orders for {keys} keys, 0 duplicates",
     )
 
 
@@ -278,20 +368,24 @@ def test_06_lock_held_past_the_timeout_and_forced_deadlocks(
 
     holder = threading.Thread(target=hold_then_deadlock)
     holder.start()
-    held.wait(10)
+    assert held.wait(10), "the lock was never taken"
     with httpx.Client(base_url=service.url, timeout=60) as client:
         responses = release_together(len(orders), lambda i: client.post("/pedido", json=orders[i]))
     holder.join(30)
+    assert not holder.is_alive()
     retries = httpx.get(f"{service.url}/status").json()["processor"]["retries"]
 
     statuses = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in responses]
     assert statuses == [201] * 40, statuses
+    # Both faults reached the orders, and each was retried rather than failed.
     assert int(retries.get("1205", 0)) >= 1, retries
+    assert int(retries.get("1213", 0)) >= 1, retries
     load = LoadResult(created=[r.json()["id"] for r in responses if isinstance(r, httpx.Response)])
     assert_nothing_lost(fault_engine, before, load)
     report(
-        "6. row lock held 2.5 s past a 1 s lock wait, then a deadlock: 40/40 orders 201, "
-        f"retries {retries}"
+        "Lock waits and deadlocks are retried, not failed",
+        "a row lock held 2.5 s against a 1 s lock wait, then a deadlock: 40/40 orders 201, "
+        f"retries {retries.get('1205', 0)} x 1205 and {retries.get('1213', 0)} x 1213",
     )
 
 
@@ -320,7 +414,18 @@ def test_07_one_key_sent_20_times_at_once(
         == 1
     )
     assert ledger(fault_engine).pedidos == 1
-    report(f"7. one Idempotency-Key sent 20 times at once: exactly 1 order; answers {statuses}")
+    report(
+        "One idempotency key, one order",
+        f"20 concurrent sends: 1 order; {statuses.count(201)} answers were 201 with the same id "
+        f"(the first and {statuses.count(201) - 1} replays), {statuses.count(409)} got 409 "
+        "`em-andamento`",
+    )
+
+
+# Peak RSS grew about 5 MiB over the flood (more threads, buffers and allocator arenas):
+# 25 MiB leaves room for a busier machine, yet is what a queue that kept even one request
+# body per refused POST would pass within the first few thousand.
+FLOOD_RSS_GROWTH_MIB = 25
 
 
 def test_08_flood_of_20000_posts(
@@ -336,17 +441,29 @@ def test_08_flood_of_20000_posts(
 
     peak = service.peak_rss_mib()
     assert service.process is not None and service.process.poll() is None  # still alive
-    assert load.sent == 20_000 and load.server_errors == 0, load.statuses
-    assert load.statuses["503"] > 0 and load.retry_after_missing == 0
-    assert peak - baseline < 150, (baseline, peak)
+    assert load.sent == 20_000 and load.failures == 0, load.statuses
+    assert set(load.statuses) == {"201", "503"}, load.statuses
+    assert load.problems == {"503 sobrecarga": load.statuses["503"]}, load.problems
+    assert load.retry_after_missing == 0
+    assert peak - baseline < FLOOD_RSS_GROWTH_MIB, (baseline, peak)
     assert_nothing_lost(fault_engine, before, load)
     report(
-        f"8. flood of 20,000 POSTs from 200 clients (4 workers, queue 4): "
-        f"{load.sent / load.seconds:.0f} requests/s, {dict(load.statuses)}, every 503 with "
-        f"Retry-After; peak RSS {baseline:.0f} MiB after warm-up -> {peak:.0f} MiB"
+        "Overload is refused, memory stays flat",
+        f"20,000 POSTs from 200 clients against 4 workers and a queue of 4: "
+        f"{load.sent / load.seconds:.0f} requests/s, {load.statuses['201']:,} x 201, "
+        f"{load.statuses['503']:,} x 503 `sobrecarga` all with `Retry-After`, 0 connection "
+        f"errors; peak RSS {baseline:.0f} → {peak:.0f} MiB (bound: "
+        f"+{FLOOD_RSS_GROWTH_MIB} MiB)",
     )
 
 
+# A fuzzed POST /simulacoes leaves a simulation placing orders in the background, and the
+# counters pick their shard with the module-level `random`: Hypothesis sees the global random
+# state move while it generates the next case and warns that a strategy used `random`.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: str) -> None:
     seed_catalog(fault_engine, 50, "100.00", [10] * 10)
     app = create_app(Settings(database_url=fault_url))
@@ -376,10 +493,18 @@ def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: 
             check()
     finally:
         app.extensions["pedidos"].close()
+    assert sum(generated.values()) > 0
     report(
-        f"9. schemathesis: {sum(generated.values())} generated requests over "
-        f"{len(generated)} operations, 0 server errors, responses match the schema"
+        "No input makes a 5xx; responses match the schema",
+        f"{sum(generated.values())} generated requests over {len(generated)} operations, "
+        "simulations included (CI replays fixed examples): 0 server errors; plus the "
+        "regression cases in `tests/test_api.py`",
     )
+
+
+# An idle machine drains in about a second, a loaded one (load average 30) in 3.7 s; a drain
+# that waited for its 30 s request timeout instead would fail this.
+DRAIN_SECONDS = 10.0
 
 
 def test_10_sigterm_drains_during_load(
@@ -396,22 +521,40 @@ def test_10_sigterm_drains_during_load(
     def mixed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
         return (durable if index % 4 == 0 else sync)(index)
 
-    thread, done = load_in_background(lambda: run_load(service.url, 2000, 24, mixed))
-    time.sleep(1.0)
-    started = time.monotonic()
+    load = LoadResult()
+    thread, _ = load_in_background(lambda: run_load(service.url, 2000, 24, mixed, result=load))
+    wait_until(lambda: load.sent >= 150, 30, "150 answers before the signal")
+    signalled = time.monotonic()
     service.signal(signal.SIGTERM)
     exit_code = service.wait(60)
-    drain_seconds = time.monotonic() - started
+    exited = time.monotonic()
+    drain_seconds = exited - signalled
     thread.join(120)
-    load = done[0]
+    assert not thread.is_alive()
     restarted = services(fault_url, PEDIDOS_LEASE_SECONDS="1", PEDIDOS_RECOVERY_INTERVAL="0.5")
     wait_until(lambda: pending_count(fault_engine) == 0, 60, "pending requests settle")
     restarted.stop()
 
+    before_signal = load.between(0, signalled)
+    during_drain = load.between(signalled, exited)
     assert exit_code == 0
-    assert load.server_errors == 0, load.statuses
+    assert drain_seconds < DRAIN_SECONDS, drain_seconds
+    # The signal came mid-load: orders had been answered, and more kept arriving.
+    assert before_signal["201"] > 0 and before_signal["202"] > 0, before_signal
+    assert load.sent == 2000 and load.server_errors == 0, load.statuses
+    assert set(load.statuses) <= {"201", "202", "503", "connection_error"}, load.statuses
+    # New orders during the drain were refused as `desligando`, never dropped or failed.
+    desligando = load.problems["503 desligando"]
+    assert desligando > 0 and during_drain["503"] > 0, (load.problems, during_drain)
+    assert load.problems == {"503 desligando": desligando}, load.problems
+    # Connection errors are expected only once the process is gone: none before the signal.
+    assert before_signal["connection_error"] == 0, before_signal
     assert_nothing_lost(fault_engine, before, load)
     report(
-        f"10. SIGTERM during 2,000 mixed orders: exit 0 after a {drain_seconds:.1f} s drain; "
-        f"clients saw {dict(load.statuses)}; every 201 present, every 202 settled after restart"
+        "SIGTERM drains; nothing accepted is lost",
+        f"SIGTERM during 2,000 mixed orders: exit 0 after a {drain_seconds:.1f} s drain "
+        f"(bound {DRAIN_SECONDS} s); {load.statuses['201']:,} x 201 all present, "
+        f"{load.statuses['202']:,} x 202 all settled after restart, {desligando:,} x 503 "
+        f"`desligando` during the drain; the {load.connection_errors:,} requests sent after "
+        "the process exited were refused (connection errors, as expected)",
     )
