@@ -249,7 +249,10 @@ def test_negative_control_the_checker_catches_a_naive_read_modify_write(
 ) -> None:
     produto = store.produto("1.00", 10)
     clientes = [store.cliente("100.00") for _ in range(40)]
-    processor = make_processor(work=naive_read_modify_write, workers=workers, batch_size=batch_size)
+    # Batched, the race is between transactions of several orders: widen its window so that
+    # the workers' batches read the same row before any of them writes.
+    naive = naive_read_modify_write if batch_size == 1 else make_naive(think_seconds=0.1)
+    processor = make_processor(work=naive, workers=workers, batch_size=batch_size)
 
     before = store.ledger()
     outcomes = submit_together(processor, [one_unit(c, produto) for c in clientes])

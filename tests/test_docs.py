@@ -14,7 +14,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # `api.py`, `tests/test_api.py`, `gunicorn.conf.py`
 FILE = re.compile(r"`([\w./-]+\.py)`")
-# `running.run_order`, `pedidos.wsgi`: a name inside one of the package's modules
+# `running.run_batch`, `pedidos.wsgi`: a name inside one of the package's modules
 DOTTED = re.compile(r"`(\w+)\.(?!py`)(\w+)`")
 
 
@@ -49,4 +49,4 @@ def test_every_module_attribute_named_exists(doc: str, name: tuple[str, ...]) ->
 def test_the_docs_name_the_order_path() -> None:
     """The check above reads the names that matter (it would pass on an empty README)."""
     named = {f"{module}.{attribute}" for _doc, (module, attribute) in mentions(DOTTED)}
-    assert {"service.place_pedido", "running.run_order", "batch.place_batch"} <= named
+    assert {"service.place_pedidos", "running.run_batch"} <= named
