@@ -200,6 +200,38 @@ def test_same_key_while_the_first_is_in_flight_is_409(
     assert post(client, body, **headers).status_code == 201
 
 
+# On SQLite the held orders would hold the one write lock that recording needs.
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_recorded_request_the_full_queue_refuses_is_no_overload(
+    database_url: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue filled up between the capacity check and the hand-off: the request is
+    recorded already, answered 202, and left to recovery; no client saw an overload."""
+    release = threading.Event()
+
+    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        release.wait(timeout=30)
+        return place_pedidos(session, requests)
+
+    settings = Settings(database_url=database_url, workers=1, queue_size=1, recovery_interval=0)
+    app = create_app(settings, work=blocked)
+    runtime: Runtime = app.extensions["pedidos"]
+    body = order_body(store.cliente("10.00"), store.produto("1.00", 5))
+    try:
+        held = [runtime.processor.submit(None) for _ in range(2)]  # one running, one queued
+        # The race, made certain: the capacity check passes, then the queue is full.
+        monkeypatch.setattr(runtime.processor, "ensure_capacity", lambda: None)
+        accepted = post(app.test_client(), body, Prefer="respond-async")
+        assert accepted.status_code == 202
+        assert runtime.processor.stats().overloaded == 0
+        release.set()
+        for future in held:
+            future.result(timeout=30)
+    finally:
+        release.set()
+        runtime.close()
+
+
 def test_the_same_key_sent_20_times_at_once_orders_once(live_server: str, store: Store) -> None:
     import httpx
 
