@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos import running
 from pedidos.db import make_engine, make_sessions
 from pedidos.invariants import missing_pedidos, violations
 from pedidos.models import Cliente, Pedido, Produto
@@ -32,6 +33,7 @@ from tests.conftest import Store
 from tests.mysql_proxy import OnCommit, commit_proxy
 from tests.test_concurrency import release_together
 from tests.test_durable import lost_connection
+from tests.test_processor import mysql_error
 
 MakeProcessor = Callable[..., PedidoProcessor]
 
@@ -166,6 +168,32 @@ def test_a_batch_whose_commit_connection_drops_is_never_doubled(
     assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
     assert store.count(Pedido) == 5 and store.estoque(produto_of(jobs)) == 95
     assert batch.retries == (() if landed else ("connection_lost",))
+
+
+def test_an_error_the_server_answers_at_commit_is_retried_without_a_lookup(
+    sessions: sessionmaker[Session], store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Galera refuses a conflicting write set at COMMIT with 1213, already rolled back: the
+    outcome is known, so the batch is retried at once, with no lookup of a lost COMMIT."""
+    jobs = five_orders(store)
+    lookups: list[object] = []
+    monkeypatch.setattr(running, "_after_dropped_commit", lambda *args: lookups.append(args))
+    failures = [1]
+
+    def certification_failure(_session: Session) -> None:
+        if failures:
+            failures.pop()
+            raise mysql_error(1213)
+
+    event.listen(sessions, "before_commit", certification_failure)
+    try:
+        batch = run_batch(sessions, place_pedidos, jobs, max_retries=3)
+    finally:
+        event.remove(sessions, "before_commit", certification_failure)
+
+    assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
+    assert (batch.retries, lookups) == (("1213",), [])
+    assert store.count(Pedido) == 5
 
 
 def produto_of(jobs: list[Job]) -> int:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # 1020 record changed since last read (innodb_snapshot_isolation), and lost connections
 # (2006 gone away, 2013 lost during query, 2055 lost at handshake, 1927 killed).
 RETRYABLE_MYSQL_ERRORS = frozenset({1213, 1205, 1020, 1927, 2006, 2013, 2055})
+LOST_CONNECTION_ERRORS = frozenset({1927, 2006, 2013, 2055})
 BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
 # How often to ask, after a dropped COMMIT, whether it landed before saying "unknown".
@@ -194,10 +195,19 @@ def _run_once(
             placed = work(session, prepared.requests) if prepared.requests else []
             outcomes = prepared.outcomes(placed)
     except DBAPIError as error:
-        if placed is None:
-            raise  # failed before COMMIT: nothing persisted, safe to retry
+        if placed is None or not _connection_lost(error):
+            # Failed before COMMIT, or the server answered the COMMIT with an error (a
+            # Galera certification failure is 1213 at COMMIT): rolled back, safe to retry.
+            raise
         return _after_dropped_commit(sessions, error, prepared, placed, outcomes, jobs, rng)
     return outcomes
+
+
+def _connection_lost(error: DBAPIError) -> bool:
+    """Whether the COMMIT's answer never came back, so its outcome is unknown."""
+    args = getattr(error.orig, "args", ())
+    code = args[0] if args and isinstance(args[0], int) else None
+    return error.connection_invalidated or code in LOST_CONNECTION_ERRORS
 
 
 def _after_dropped_commit(

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from pedidos.models import SHARDS, Base, Contador, Estado, Money, Solicitacao, money_sum
 
 _contadores = Base.metadata.tables["contadores"]
+# Its own generator: picking a shard never touches the global random state.
+_shards = random.Random()
 _OF_SHARD = _contadores.c.shard == bindparam("alvo")
 _COUNT_ORDERS = (
     update(_contadores)
@@ -36,7 +38,7 @@ def count_outcomes(
     session.execute(
         _COUNT_ORDERS,
         {
-            "alvo": random.randrange(SHARDS),
+            "alvo": _shards.randrange(SHARDS),
             "concluidos": concluidos,
             "rejeitados": rejeitados,
             "unidades": unidades,
@@ -54,7 +56,7 @@ _COUNT_ERRORS = (
 
 def count_errors(session: Session, erros: int) -> None:
     """Add requests settled as ERRO to a random shard (last lock of the transaction)."""
-    session.execute(_COUNT_ERRORS, {"alvo": random.randrange(SHARDS), "erros": erros})
+    session.execute(_COUNT_ERRORS, {"alvo": _shards.randrange(SHARDS), "erros": erros})
 
 
 @dataclass(frozen=True)
