@@ -24,6 +24,9 @@ from pedidos.service import place_pedido
 from pedidos.simulation_api import simulation_api
 from pedidos.simulations import Simulations
 
+# Report requests on the read database: request threads only, never the order workers.
+REPORT_POOL_SIZE = 4
+
 
 def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -> Flask:
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
@@ -52,6 +55,11 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         batch_size=settings.batch_size,
     )
     read_sessions = make_sessions(engine, read_only=True)
+    report_engine = (
+        make_engine(settings.read_database_url, pool_size=REPORT_POOL_SIZE)
+        if settings.read_database_url
+        else None
+    )
     runtime = Runtime(
         settings,
         engine,
@@ -59,6 +67,10 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         read_sessions,
         processor,
         Simulations(read_sessions, processor),
+        report_sessions=make_sessions(report_engine, read_only=True)
+        if report_engine is not None
+        else read_sessions,
+        report_engine=report_engine,
     )
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(
