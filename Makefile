@@ -54,6 +54,10 @@ cluster-status:
 cluster-test: install
 	$(BIN)/pytest -m cluster tests/cluster
 
+## Throughput, p99 and conflict retries: 1-3 instances x single/multi-primary x spread/hot.
+cluster-bench: install
+	bash benchmarks/cluster.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
