@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean
+.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean cluster-up cluster-down cluster-status cluster-test cluster-bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,25 @@ screenshot: install chromium
 faults: install
 	PEDIDOS_FAULTS_RESULTS=1 $(BIN)/pytest -m faults tests/faults
 	$(BIN)/python benchmarks/guarantees.py
+
+## A local cluster: 3 instances behind HAProxy on a 3-node Galera cluster (docs/deploy.md).
+## CLUSTER_MODE=multi for multi-primary.
+cluster-up: install
+	deploy/cluster.sh up $(CLUSTER_MODE)
+
+cluster-down:
+	deploy/cluster.sh down
+
+cluster-status:
+	deploy/cluster.sh status
+
+## The cluster under load with a killed instance and a stopped node, both modes (~3 min).
+cluster-test: install
+	$(BIN)/pytest -m cluster tests/cluster
+
+## Throughput, p99 and conflict retries: 1-3 instances x single/multi-primary x spread/hot.
+cluster-bench: install
+	bash benchmarks/cluster.sh
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -346,6 +348,7 @@ def test_status_reports_pool_and_database(client: FlaskClient, history: dict[str
     assert processor["in_progress"] == processor["queued"] + processor["running"] == 0
     assert (processor["workers"], processor["queue_capacity"]) == (8, 64)
     assert status["accepting"] is True
+    assert status["instance"] == {"name": socket.gethostname(), "pid": os.getpid()}
     assert status["database"] == {
         "por_estado": {"RECEBIDO": 0, "PROCESSANDO": 0, "CONCLUIDO": 5, "REJEITADO": 1, "ERRO": 0},
         "pedidos": 5,

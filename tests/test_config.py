@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from pedidos.config import DEFAULT_DATABASE_URL, Settings, SettingsError
@@ -49,3 +51,22 @@ def test_environment_overrides() -> None:
 def test_bad_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_instance_name_and_read_database() -> None:
+    settings = Settings.from_env(
+        {
+            "PEDIDOS_INSTANCE_NAME": " pedidos-2 ",
+            "PEDIDOS_READ_DATABASE_URL": "mysql+pymysql://leitor@127.0.0.1:3307/pedidos",
+        }
+    )
+    assert settings.instance_name == "pedidos-2"
+    assert settings.read_database_url == "mysql+pymysql://leitor@127.0.0.1:3307/pedidos"
+    unset = Settings.from_env({})
+    assert (unset.instance_name, unset.read_database_url) == (socket.gethostname(), None)
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "pedidos\n1"])
+def test_bad_instance_names_are_refused(name: str) -> None:
+    with pytest.raises(SettingsError, match="PEDIDOS_INSTANCE_NAME"):
+        Settings.from_env({"PEDIDOS_INSTANCE_NAME": name})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, Response
@@ -29,6 +30,7 @@ from pedidos.schemas import (
     ClientePage,
     DatabaseTotals,
     HealthOut,
+    InstanceOut,
     PageQuery,
     PedidoIn,
     PedidoOut,
@@ -165,7 +167,7 @@ def report_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut
 )
 def get_relatorio() -> Response:
     query = read_query(RelatorioQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reports.begin() as session:
         page, next_cursor = report_page(session, query)
         summary = resumo(session, query) if query.resumo and query.cursor is None else None
     return json_response(RelatorioOut(pedidos=page, next_cursor=next_cursor, resumo=summary))
@@ -185,6 +187,7 @@ def get_status() -> Response:
     processor: dict[str, Any] = {**vars(stats), "in_progress": stats.in_progress}
     return json_response(
         StatusOut(
+            instance=InstanceOut(name=rt.settings.instance_name, pid=os.getpid()),
             accepting=rt.accepting,
             processor=ProcessorOut(**processor),
             database=DatabaseTotals(**vars(totals)),

@@ -23,6 +23,9 @@ from pedidos.service import Work, place_pedidos
 from pedidos.simulation_api import simulation_api
 from pedidos.simulations import Simulations
 
+# Report requests on the read database: request threads only, never the order workers.
+REPORT_POOL_SIZE = 4
+
 
 def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) -> Flask:
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
@@ -51,6 +54,11 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
         batch_size=settings.batch_size,
     )
     read_sessions = make_sessions(engine, read_only=True)
+    report_engine = (
+        make_engine(settings.read_database_url, pool_size=REPORT_POOL_SIZE)
+        if settings.read_database_url
+        else None
+    )
     runtime = Runtime(
         settings,
         engine,
@@ -58,6 +66,10 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
         read_sessions,
         processor,
         Simulations(read_sessions, processor),
+        report_sessions=make_sessions(report_engine, read_only=True)
+        if report_engine is not None
+        else read_sessions,
+        report_engine=report_engine,
     )
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -12,6 +13,7 @@ Environment = Literal["development", "production"]
 LogFormat = Literal["auto", "json", "text"]
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/pedidos.sqlite3"
+MAX_INSTANCE_NAME = 100
 
 
 class SettingsError(ValueError):
@@ -47,6 +49,11 @@ class Settings:
     """Everything the service can be tuned with; see the README's Configuration table."""
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Reports (order pages, summary, CSV) read here when set, e.g. a replica, so that long
+    # aggregates never compete with orders for the primary's pool and locks.
+    read_database_url: str | None = None
+    # Labels this process's own figures (/status, dashboard) when several instances serve.
+    instance_name: str = field(default_factory=socket.gethostname)
     # Few transactions at a time, each taking every order that waits: measured, two workers
     # with batches of up to 64 spend less CPU per order and commit more than 8 or 16.
     workers: int = 2
@@ -85,6 +92,8 @@ class Settings:
         environment = _choice(env, "PEDIDOS_ENV", ("development", "production"))
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            read_database_url=env.get("PEDIDOS_READ_DATABASE_URL") or None,
+            instance_name=_instance_name(env),
             workers=_number(env, "PEDIDOS_WORKERS", cls.workers, 1),
             queue_size=_number(env, "PEDIDOS_QUEUE_SIZE", cls.queue_size, 1),
             executor="process" if executor == "process" else "thread",
@@ -106,3 +115,14 @@ class Settings:
 
 def _log_format(value: str) -> LogFormat:
     return "json" if value == "json" else "text" if value == "text" else "auto"
+
+
+def _instance_name(env: Mapping[str, str]) -> str:
+    name = env.get("PEDIDOS_INSTANCE_NAME", "").strip()
+    if not name:
+        return socket.gethostname()
+    if len(name) > MAX_INSTANCE_NAME or not name.isprintable():
+        raise SettingsError(
+            f"PEDIDOS_INSTANCE_NAME must be 1..{MAX_INSTANCE_NAME} printable characters"
+        )
+    return name

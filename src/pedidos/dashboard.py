@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, render_template, stream_with_context
@@ -50,6 +51,7 @@ def index() -> str:
     return render_template(
         "dashboard.html",
         stats=runtime.processor.stats(),
+        instancia=f"{runtime.settings.instance_name}, pid {os.getpid()}",
         totals=totals,
         pedidos=pedidos,
         next_cursor=next_cursor,
@@ -67,7 +69,7 @@ def _report_query(limit: int) -> RelatorioQuery:
 @dashboard.get("/painel/relatorio")
 def relatorio_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reports.begin() as session:
         pedidos, next_cursor = report_page(session, query)
     return render_template("_relatorio.html", pedidos=pedidos, next_cursor=next_cursor)
 
@@ -75,7 +77,7 @@ def relatorio_fragment() -> str:
 @dashboard.get("/painel/resumo")
 def resumo_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reports.begin() as session:
         summary = resumo(session, query)
     return render_template("_resumo.html", resumo=summary)
 
@@ -100,7 +102,7 @@ def produtos_fragment() -> str:
 def relatorio_csv() -> Response:
     """Every matching order item as CSV, streamed page by page (memory stays flat)."""
     query = _report_query(CSV_PAGE).model_copy(update={"cursor": None})
-    sessions = current_runtime().read_sessions
+    sessions = current_runtime().reports
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

@@ -28,6 +28,11 @@ class Runtime:
     processor: PedidoProcessor
     simulations: Simulations
     recovery: Recovery | None = None
+    # Order pages, summaries and CSV: the read database when one is set, else read_sessions.
+    # Lookups that must see the latest commit (a request's state, idempotency keys) never
+    # use these.
+    report_sessions: sessionmaker[Session] | None = None
+    report_engine: Engine | None = None
     accepting: bool = True
     _requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,6 +49,11 @@ class Runtime:
             lease=timedelta(seconds=self.settings.lease_seconds),
             idempotency_ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
         )
+
+    @property
+    def reports(self) -> sessionmaker[Session]:
+        """Sessions for reports: the read database when one is set."""
+        return self.report_sessions or self.read_sessions
 
     def request_started(self) -> None:
         with self._lock:
@@ -82,6 +92,8 @@ class Runtime:
             self.recovery.stop()
         self.processor.shutdown()
         self.engine.dispose()
+        if self.report_engine is not None:
+            self.report_engine.dispose()
 
 
 def current_runtime() -> Runtime:

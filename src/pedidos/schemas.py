@@ -210,7 +210,15 @@ class DatabaseTotals(BaseModel):
     receita: MoneyStr
 
 
+class InstanceOut(BaseModel):
+    """The process that answered: with several instances, each has its own pool figures."""
+
+    name: str = Field(description="PEDIDOS_INSTANCE_NAME, or the host name")
+    pid: int
+
+
 class StatusOut(BaseModel):
+    instance: InstanceOut = Field(description="Whose figures `processor` and `accepting` are")
     accepting: bool = Field(description="False while this process drains for shutdown")
     processor: ProcessorOut = Field(description="This process's pool, since it started")
     database: DatabaseTotals = Field(description="Every instance sharing the database")

@@ -69,6 +69,8 @@ function drawChart() {
 
 function showStatus(status) {
   const processor = status.processor;
+  // Behind a balancer each poll may reach another instance: name whose counters these are.
+  $("#instancia").textContent = `${status.instance.name}, pid ${status.instance.pid}`;
   const rejected = Object.values(processor.rejected).reduce((a, b) => a + b, 0);
   const counters = {
     in_progress: processor.in_progress,

@@ -1,0 +1,66 @@
+"""Reports read from PEDIDOS_READ_DATABASE_URL when it is set; orders and lookups never do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import insert
+
+from pedidos.app import create_app
+from pedidos.config import Settings
+from pedidos.db import make_engine, upgrade_schema
+from pedidos.models import Cliente, Produto
+from pedidos.runtime import Runtime
+
+
+def _database(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    upgrade_schema(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(insert(Cliente), [{"nome": "Ana", "saldo": Decimal("100.00")}])
+        connection.execute(
+            insert(Produto), [{"nome": "Caneta", "preco": Decimal("2.50"), "estoque": 10}]
+        )
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    # Two separate databases stand for a primary and a replica that has not caught up.
+    settings = Settings(
+        database_url=_database(tmp_path / "primary.sqlite3"),
+        read_database_url=_database(tmp_path / "replica.sqlite3"),
+        workers=2,
+        queue_size=8,
+        recovery_interval=0,
+    )
+    app = create_app(settings)
+    yield app
+    runtime: Runtime = app.extensions["pedidos"]
+    runtime.close()
+
+
+def test_reports_read_the_read_database_and_orders_the_primary(app: Flask) -> None:
+    client = app.test_client()
+    order = {"cliente_id": 1, "itens": [{"produto_id": 1, "quantidade": 2}]}
+    placed = client.post("/pedido", data=json.dumps(order), content_type="application/json")
+    assert placed.status_code == 201, placed.get_data(as_text=True)
+    pedido_id = placed.get_json()["id"]
+
+    # The order and its lookup are on the primary, with the money it moved.
+    assert client.get(f"/pedido/{pedido_id}").get_json()["estado"] == "CONCLUIDO"
+    assert client.get("/status").get_json()["database"]["pedidos"] == 1
+    assert client.get("/clientes").get_json()["clientes"][0]["saldo"] == "95.00"
+    # The report, its summary and its CSV come from the replica, which has no order yet.
+    relatorio = client.get("/relatorio?resumo=true").get_json()
+    assert relatorio["pedidos"] == [] and relatorio["resumo"]["pedidos"] == 0
+    csv_lines = client.get("/relatorio.csv").get_data(as_text=True).strip().splitlines()
+    assert len(csv_lines) == 1 and csv_lines[0].startswith("pedido_id,")
+    assert "Nenhum pedido" in client.get("/painel/relatorio").get_data(as_text=True)
