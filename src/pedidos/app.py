@@ -7,21 +7,24 @@ from datetime import timedelta
 
 from flask import Flask
 
+from pedidos.access import register_access
 from pedidos.api import api
 from pedidos.config import Settings
 from pedidos.dashboard import dashboard
 from pedidos.db import make_engine, make_sessions
+from pedidos.guards import register_guards
 from pedidos.logs import register_request_ids
 from pedidos.metrics import instrument_http, instrument_pool, metrics
 from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor
+from pedidos.reads import Reads
 from pedidos.recovery import Recovery
 from pedidos.running import Work
 from pedidos.runtime import Runtime
 from pedidos.safety import UnsafeSettings, settings_problems
 from pedidos.service import place_pedido
-from pedidos.simulation_api import simulation_api
+from pedidos.simulation_api import simulacao_out, simulation_api
 from pedidos.simulations import Simulations
 
 
@@ -58,7 +61,18 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
         sessions,
         read_sessions,
         processor,
-        Simulations(read_sessions, processor),
+        Simulations(
+            sessions,
+            read_sessions,
+            processor,
+            render=lambda simulation: simulacao_out(simulation).model_dump_json(),
+        ),
+        Reads(
+            settings.database_url,
+            settings.read_pool_size,
+            settings.read_timeout,
+            settings.csv_exports,
+        ),
     )
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(
@@ -75,6 +89,8 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedido) -
     app.teardown_request(lambda _error: runtime.request_finished())
 
     register_request_ids(app)
+    register_guards(app, settings.allowed_hosts)
+    register_access(app, settings, read_sessions)
     instrument_http(app)
     instrument_pool(engine)
     app.register_blueprint(api)

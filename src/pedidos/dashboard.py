@@ -15,6 +15,7 @@ from flask import Blueprint, Response, render_template, stream_with_context
 from pedidos.api import report_page
 from pedidos.formatting import brl, data_hora, inteiro
 from pedidos.http_input import read_query
+from pedidos.problems import Problem
 from pedidos.relatorio import clientes_page, pedidos_page, produtos_page, resumo
 from pedidos.runtime import current_runtime
 from pedidos.schemas import PageQuery, RelatorioQuery
@@ -42,7 +43,7 @@ dashboard.add_app_template_filter(data_hora, "data_hora")
 def index() -> str:
     runtime = current_runtime()
     first_page = RelatorioQuery(limit=REPORT_PAGE)
-    with runtime.read_sessions.begin() as session:
+    with runtime.reads.session() as session:
         totals = read_totals(session)
         pedidos, next_cursor = pedidos_page(session, first_page)
         clientes = clientes_page(session, 0, CATALOG_PAGE)
@@ -67,7 +68,7 @@ def _report_query(limit: int) -> RelatorioQuery:
 @dashboard.get("/painel/relatorio")
 def relatorio_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         pedidos, next_cursor = report_page(session, query)
     return render_template("_relatorio.html", pedidos=pedidos, next_cursor=next_cursor)
 
@@ -75,7 +76,7 @@ def relatorio_fragment() -> str:
 @dashboard.get("/painel/resumo")
 def resumo_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         summary = resumo(session, query)
     return render_template("_resumo.html", resumo=summary)
 
@@ -83,7 +84,7 @@ def resumo_fragment() -> str:
 @dashboard.get("/painel/clientes")
 def clientes_fragment() -> str:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         page = clientes_page(session, query.after, CATALOG_PAGE)
     return render_template("_clientes.html", clientes=page)
 
@@ -91,7 +92,7 @@ def clientes_fragment() -> str:
 @dashboard.get("/painel/produtos")
 def produtos_fragment() -> str:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         page = produtos_page(session, query.after, CATALOG_PAGE)
     return render_template("_produtos.html", produtos=page)
 
@@ -100,7 +101,23 @@ def produtos_fragment() -> str:
 def relatorio_csv() -> Response:
     """Every matching order item as CSV, streamed page by page (memory stays flat)."""
     query = _report_query(CSV_PAGE).model_copy(update={"cursor": None})
-    sessions = current_runtime().read_sessions
+    reads = current_runtime().reads
+    if not reads.export_slot():
+        raise Problem(
+            429,
+            "exportacoes-demais",
+            "Too many CSV exports",
+            "The most CSV exports allowed at once are running; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        # The first page is read here, so that a busy pool or a slow query is still a
+        # problem response; later pages can only cut the stream short.
+        with reads.session() as session:
+            first = pedidos_page(session, query)
+    except BaseException:
+        reads.release_export()
+        raise
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
@@ -118,9 +135,8 @@ def relatorio_csv() -> Response:
             ]
         )
         page_query = query
+        page, cursor = first
         while True:
-            with sessions.begin() as session:
-                page, cursor = pedidos_page(session, page_query)
             for pedido in page:
                 for item in pedido.itens:
                     writer.writerow(
@@ -141,7 +157,11 @@ def relatorio_csv() -> Response:
             if cursor is None:
                 return
             page_query = page_query.model_copy(update={"cursor": cursor})
+            with reads.session() as session:
+                page, cursor = pedidos_page(session, page_query)
 
     response = Response(stream_with_context(lines()), mimetype="text/csv")
+    # The server closes every response it started, even one whose client went away.
+    response.call_on_close(reads.release_export)
     response.headers["Content-Disposition"] = 'attachment; filename="relatorio.csv"'
     return response

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
 from pedidos.processor import PedidoProcessor
+from pedidos.reads import Reads
 from pedidos.recovery import Recovery
 from pedidos.simulations import Simulations
 
@@ -24,6 +25,7 @@ class Runtime:
     read_sessions: sessionmaker[Session]
     processor: PedidoProcessor
     simulations: Simulations
+    reads: Reads
     recovery: Recovery | None = None
     accepting: bool = True
     _requests: int = 0
@@ -66,6 +68,7 @@ class Runtime:
         if self.recovery is not None:
             self.recovery.stop()
         self.processor.shutdown()
+        self.reads.close()
         self.engine.dispose()
 
 
