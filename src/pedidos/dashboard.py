@@ -110,12 +110,16 @@ def relatorio_csv() -> Response:
             "The most CSV exports allowed at once are running; try again shortly.",
             headers={"Retry-After": "5"},
         )
+    connection = None
     try:
         # The first page is read here, so that a busy pool or a slow query is still a
-        # problem response; later pages can only cut the stream short.
-        with reads.session() as session:
+        # problem response; the export then keeps its connection to the end.
+        connection = reads.export_connection()
+        with reads.session(connection) as session:
             first = pedidos_page(session, query)
     except BaseException:
+        if connection is not None:
+            connection.close()
         reads.release_export()
         raise
 
@@ -157,11 +161,12 @@ def relatorio_csv() -> Response:
             if cursor is None:
                 return
             page_query = page_query.model_copy(update={"cursor": cursor})
-            with reads.session() as session:
+            with reads.session(connection) as session:
                 page, cursor = pedidos_page(session, page_query)
 
     response = Response(stream_with_context(lines()), mimetype="text/csv")
     # The server closes every response it started, even one whose client went away.
+    response.call_on_close(connection.close)
     response.call_on_close(reads.release_export)
     response.headers["Content-Disposition"] = 'attachment; filename="relatorio.csv"'
     return response

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from pedidos.db import POOL_RECYCLE_SECONDS, READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_SECONDS
 from pedidos.problems import Problem
@@ -87,6 +87,16 @@ def _sqlite_read_engine(database_url: str, pool_size: int, statement_seconds: fl
     return engine
 
 
+def _busy() -> Problem:
+    return Problem(
+        503,
+        "leituras-ocupadas",
+        "Too many reports at once",
+        "Every connection for reports is busy; try again shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def timed_out(error: OperationalError) -> bool:
     orig = error.orig
     code = orig.args[0] if orig is not None and orig.args else None
@@ -99,25 +109,23 @@ class Reads:
     def __init__(
         self, database_url: str, pool_size: int, statement_seconds: float, csv_exports: int
     ) -> None:
-        self.engine = make_read_engine(database_url, pool_size, statement_seconds)
-        self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        # One connection more per export slot: exports hold theirs until they finish.
+        self.engine = make_read_engine(database_url, pool_size + csv_exports, statement_seconds)
         self.statement_seconds = statement_seconds
         self._exports = threading.BoundedSemaphore(csv_exports)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A read-only session; pool full or statement too slow become 503 problems."""
+    def session(self, connection: Connection | None = None) -> Iterator[Session]:
+        """A read-only session (on `connection` when given); pool full or statement too slow
+        become 503 problems."""
         try:
-            with self.sessions.begin() as session:
+            with (
+                Session(connection or self.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
         except PoolTimeout:
-            raise Problem(
-                503,
-                "leituras-ocupadas",
-                "Too many reports at once",
-                "Every connection for reports is busy; try again shortly.",
-                headers={"Retry-After": "2"},
-            ) from None
+            raise _busy() from None
         except OperationalError as error:
             if not timed_out(error):
                 raise
@@ -129,6 +137,14 @@ class Reads:
                 "filters (cliente, produto, dates) or try again later.",
                 headers={"Retry-After": "10"},
             ) from None
+
+    def export_connection(self) -> Connection:
+        """A connection an export keeps from its first page to its last, so that a busy pool
+        can refuse an export before it starts but never cut one short."""
+        try:
+            return self.engine.connect()
+        except PoolTimeout:
+            raise _busy() from None
 
     def export_slot(self) -> bool:
         """Take a CSV export slot without waiting; False when all are taken."""
