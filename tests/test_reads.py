@@ -65,8 +65,11 @@ def test_busy_report_connections_refuse_reports_but_not_orders(tight: Flask, sto
     cliente = store.cliente("100.00")
     produto = store.produto("1.00", 10)
     client = tight.test_client()
-    with runtime_of(tight).reads.session() as held:
-        held.execute(text("SELECT 1"))  # the only report connection, now checked out
+    reads = runtime_of(tight).reads
+    # Every report connection checked out: the one for reports and the one for the export.
+    with reads.session() as held, reads.session() as also_held:
+        held.execute(text("SELECT 1"))
+        also_held.execute(text("SELECT 1"))
         busy = client.get("/relatorio?resumo=true")
         assert busy.status_code == 503
         assert busy.get_json()["type"] == "urn:pedidos:problem:leituras-ocupadas"
