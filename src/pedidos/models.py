@@ -1,4 +1,4 @@
-"""Typed ORM models: clientes, produtos, pedidos and itens_pedido."""
+"""Typed ORM models: clientes, produtos, pedidos, itens_pedido, tokens and simulacoes."""
 
 from __future__ import annotations
 
