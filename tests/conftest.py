@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions, upgrade_schema
+from pedidos.devserver import ProblemRequestHandler
 from pedidos.invariants import Ledger, take_ledger
 from pedidos.models import Base, Cliente, ItemPedido, Pedido, Produto, Solicitacao
 from pedidos.processor import PedidoProcessor
@@ -205,7 +206,7 @@ def app(engine: Engine, database_url: str) -> Iterator[Flask]:
 @contextmanager
 def serving(app: Flask) -> Iterator[str]:
     """Serve `app` with a real threaded HTTP server on a free loopback port; yield its URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=ProblemRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

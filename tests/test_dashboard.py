@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.exc import OperationalError
 
 from pedidos.app import create_app
 from pedidos.config import Settings
@@ -226,8 +227,9 @@ def test_simulations_are_refused_in_production_without_a_token(
     app = create_app(settings)
     try:
         response = app.test_client().post("/simulacoes", json={"pedidos": 1})
-        assert response.status_code == 403
-        assert response.get_json()["type"] == "urn:pedidos:problem:admin-desativado"
+        assert response.status_code == 401
+        assert response.get_json()["type"] == "urn:pedidos:problem:nao-autorizado"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
     finally:
         app.extensions["pedidos"].close()
 
@@ -236,7 +238,7 @@ def test_closing_the_app_stops_a_running_simulation(app: Flask, store: Store) ->
     store.cliente("100000.00")
     store.produto("1.00", 100_000)
     started = app.test_client().post("/simulacoes", json={"pedidos": 100_000, "concorrencia": 4})
-    simulation = app.extensions["pedidos"].simulations.get(started.get_json()["id"])
+    simulation = app.extensions["pedidos"].simulations._running[started.get_json()["id"]]
     deadline = time.monotonic() + 30
     while simulation.done < 10:
         assert time.monotonic() < deadline, "the simulation placed no 10 orders in 30 s"
@@ -248,15 +250,14 @@ def test_closing_the_app_stops_a_running_simulation(app: Flask, store: Store) ->
     assert simulation.error is None and simulation.violations == []
 
 
-def test_a_simulation_that_cannot_reach_the_database_reports_it() -> None:
+def test_a_simulation_that_cannot_reach_the_database_is_refused() -> None:
     unreachable = make_sessions(make_engine("mysql+pymysql://nobody@127.0.0.1:1/none"))
     processor = PedidoProcessor(unreachable, workers=1, queue_size=1, max_retries=0)
-    simulations = Simulations(unreachable, processor)
+    simulations = Simulations(unreachable, unreachable, processor, render=lambda _s: "{}")
     try:
-        simulation = simulations.start(SimulationPlan(pedidos=5, concorrencia=1, quente_pct=0))
-        simulations.stop()
-        assert not simulation.running
-        assert simulation.error == "OperationalError (see the service log)"
-        assert simulation.violations is None
+        # Its state lives in the database: without one it never starts (the API says 503).
+        with pytest.raises(OperationalError):
+            simulations.start(SimulationPlan(pedidos=5, concorrencia=1, quente_pct=0))
+        assert simulations._running == {}
     finally:
         processor.shutdown()

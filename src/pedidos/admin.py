@@ -1,4 +1,4 @@
-"""The guard on administrative operations: a bearer token from configuration."""
+"""The guard on administrative operations (starting simulations)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from flask import request
 
 from pedidos.config import Settings
 from pedidos.problems import Problem
+from pedidos.visibility import current_principal
 
 
 def require_admin(settings: Settings) -> None:
-    """Pass with the configured token; without one, pass only outside production."""
+    """Production: the request's token must hold the admin scope (checked before the view,
+    and again here). Development: the configured PEDIDOS_ADMIN_TOKEN when one is set."""
+    if settings.production:
+        principal = current_principal()
+        if principal is None or not principal.allows("admin"):
+            raise Problem(403, "proibido", "Forbidden", "This operation needs the admin scope.")
+        return
     if settings.admin_token is None:
-        if settings.production:
-            raise Problem(
-                403,
-                "admin-desativado",
-                "Administrative operations disabled",
-                "Set PEDIDOS_ADMIN_TOKEN to enable them in production.",
-            )
         return
     scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
     # compare_digest: the time taken does not reveal how much of the token matched.

@@ -44,6 +44,7 @@ from pedidos.schemas import (
 from pedidos.service import PedidoResult
 from pedidos.solicitacoes import find
 from pedidos.tallies import read_totals
+from pedidos.visibility import may_follow, redact_rejection
 
 api = Blueprint("api", __name__)
 
@@ -75,6 +76,13 @@ def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
                 404, "pedido-nao-encontrado", "Not found", f"pedido {solicitacao_id} does not exist"
             )
         result = pedido_result(session, stored.id) if stored.estado is Estado.CONCLUIDO else None
+    motivo = redact_rejection(stored.motivo) if stored.motivo is not None else None
+    cliente_id = result.cliente_id if result is not None else (motivo or {}).get("cliente_id")
+    if cliente_id is not None and not may_follow(cliente_id):
+        # 404, as for a missing one: another cliente's order ids are not confirmed to exist.
+        raise Problem(
+            404, "pedido-nao-encontrado", "Not found", f"pedido {solicitacao_id} does not exist"
+        )
     return SolicitacaoOut(
         id=stored.id,
         estado=stored.estado.value,
@@ -82,7 +90,7 @@ def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
         criado_em=stored.criado_em,
         atualizado_em=stored.atualizado_em,
         pedido=PedidoOut.of(result) if result is not None else None,
-        rejeicao=stored.motivo,
+        rejeicao=motivo,
     )
 
 
@@ -160,14 +168,17 @@ def report_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut
         summary="Successful orders, newest first, with a summary",
         tag="relatorio",
         description="Keyset pagination: pass next_cursor back as cursor. With resumo=true "
-        "the first page also carries the summary: SQL aggregates over every matching order.",
+        "the first page also carries the summary: SQL aggregates over every matching order. "
+        "Reports use their own few connections and a time limit per query: 503 with "
+        "Retry-After when they are all busy or a query runs too long.",
         query=RelatorioQuery,
-        responses={200: RelatorioOut, 422: None},
+        responses={200: RelatorioOut, 422: None, 503: None},
+        headers={503: ["Retry-After"]},
     )
 )
 def get_relatorio() -> Response:
     query = read_query(RelatorioQuery)
-    with current_runtime().reports.begin() as session:
+    with current_runtime().reads.session() as session:
         page, next_cursor = report_page(session, query)
         summary = resumo(session, query) if query.resumo and query.cursor is None else None
     return json_response(RelatorioOut(pedidos=page, next_cursor=next_cursor, resumo=summary))
@@ -206,7 +217,7 @@ def get_status() -> Response:
 )
 def list_clientes() -> Response:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         return json_response(clientes_page(session, query.after, query.limit))
 
 
@@ -221,7 +232,7 @@ def list_clientes() -> Response:
 )
 def list_produtos() -> Response:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         return json_response(produtos_page(session, query.after, query.limit))
 
 

@@ -7,24 +7,26 @@ from datetime import timedelta
 
 from flask import Flask
 
+from pedidos.access import register_access
 from pedidos.api import api
 from pedidos.config import Settings
 from pedidos.dashboard import dashboard
 from pedidos.db import make_engine, make_sessions
+from pedidos.guards import register_guards
 from pedidos.logs import register_request_ids
 from pedidos.metrics import instrument_http, instrument_pool, metrics
 from pedidos.openapi import docs
 from pedidos.problems import register_error_handlers
 from pedidos.processor import PedidoProcessor
+from pedidos.reads import Reads
 from pedidos.recovery import Recovery
 from pedidos.runtime import Runtime
 from pedidos.safety import UnsafeSettings, settings_problems
 from pedidos.service import Work, place_pedidos
-from pedidos.simulation_api import simulation_api
+from pedidos.simulation_api import simulacao_out, simulation_api
 from pedidos.simulations import Simulations
 
 # Report requests on the read database: request threads only, never the order workers.
-REPORT_POOL_SIZE = 4
 
 
 def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) -> Flask:
@@ -54,22 +56,24 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
         batch_size=settings.batch_size,
     )
     read_sessions = make_sessions(engine, read_only=True)
-    report_engine = (
-        make_engine(settings.read_database_url, pool_size=REPORT_POOL_SIZE)
-        if settings.read_database_url
-        else None
-    )
     runtime = Runtime(
         settings,
         engine,
         sessions,
         read_sessions,
         processor,
-        Simulations(read_sessions, processor),
-        report_sessions=make_sessions(report_engine, read_only=True)
-        if report_engine is not None
-        else read_sessions,
-        report_engine=report_engine,
+        Simulations(
+            sessions,
+            read_sessions,
+            processor,
+            render=lambda simulation: simulacao_out(simulation).model_dump_json(),
+        ),
+        Reads(
+            settings.read_database_url or settings.database_url,
+            settings.read_pool_size,
+            settings.read_timeout,
+            settings.csv_exports,
+        ),
     )
     if settings.recovery_interval > 0:
         runtime.recovery = Recovery(
@@ -86,6 +90,8 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
     app.teardown_request(lambda _error: runtime.request_finished())
 
     register_request_ids(app)
+    register_guards(app, settings.allowed_hosts)
+    register_access(app, settings, read_sessions)
     instrument_http(app)
     instrument_pool(engine)
     app.register_blueprint(api)

@@ -17,12 +17,14 @@ from werkzeug.serving import make_server
 
 from pedidos.app import create_app
 from pedidos.db import upgrade_schema
+from pedidos.devserver import ProblemRequestHandler
 from pedidos.invariants import check_after_load, take_ledger
 from pedidos.logs import configure_logging
 from pedidos.runtime import current_runtime
 from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed
 from pedidos.simulate import run_simulation
+from pedidos.token_cli import token
 
 
 @click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
@@ -37,6 +39,9 @@ def cli() -> None:
       pedidos bench matrix --databases mariadb
     Configure with DATABASE_URL and PEDIDOS_* variables (see README).
     """
+
+
+cli.add_command(token)
 
 
 @cli.command("init-db")
@@ -210,7 +215,7 @@ def serve(host: str, port: int) -> None:
             click.echo(f"refusing to start: {problem}", err=True)
         sys.exit(2)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=ProblemRequestHandler)
     stopping = threading.Event()
 
     def drain_then_stop() -> None:

@@ -14,6 +14,8 @@ LogFormat = Literal["auto", "json", "text"]
 
 DEFAULT_DATABASE_URL = "sqlite:///instance/pedidos.sqlite3"
 MAX_INSTANCE_NAME = 100
+# Loopback names only: a deployment lists its public host names in PEDIDOS_ALLOWED_HOSTS.
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class SettingsError(ValueError):
@@ -73,6 +75,14 @@ class Settings:
     # development, refused in production.
     admin_token: str | None = field(default=None, repr=False)
     log_format: LogFormat = "auto"  # auto: JSON unless stderr is a terminal
+    # A bodiless POST /pedido places a random order (a demo); None: on only in development.
+    random_orders: bool | None = None
+    # Host header values served (hostnames, any port); "*" serves every host.
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
+    # Reports, summaries and CSV exports: their own connections, statement time and slots.
+    read_pool_size: int = 4
+    read_timeout: float = 5.0
+    csv_exports: int = 2
 
     @property
     def pool_size(self) -> int:
@@ -83,6 +93,10 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def random_orders_enabled(self) -> bool:
+        return not self.production if self.random_orders is None else self.random_orders
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -110,7 +124,33 @@ class Settings:
             batch_size=_number(env, "PEDIDOS_BATCH_SIZE", cls.batch_size, 1),
             admin_token=env.get("PEDIDOS_ADMIN_TOKEN") or None,
             log_format=_log_format(_choice(env, "PEDIDOS_LOG_FORMAT", ("auto", "json", "text"))),
+            random_orders=_switch(env, "PEDIDOS_RANDOM_ORDERS"),
+            allowed_hosts=_hosts(env, "PEDIDOS_ALLOWED_HOSTS"),
+            read_pool_size=_number(env, "PEDIDOS_READ_POOL_SIZE", cls.read_pool_size, 1),
+            read_timeout=_number(env, "PEDIDOS_READ_TIMEOUT", cls.read_timeout, 0.01),
+            csv_exports=_number(env, "PEDIDOS_CSV_EXPORTS", cls.csv_exports, 1),
         )
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return None
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be on or off, got {raw!r}")
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return DEFAULT_ALLOWED_HOSTS
+    hosts = tuple(h.strip().lower().strip("[]") for h in raw.split(",") if h.strip())
+    if not hosts:
+        raise SettingsError(f"{name} must list at least one host, got {raw!r}")
+    return hosts
 
 
 def _log_format(value: str) -> LogFormat:

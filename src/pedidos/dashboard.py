@@ -16,6 +16,7 @@ from flask import Blueprint, Response, render_template, stream_with_context
 from pedidos.api import report_page
 from pedidos.formatting import brl, data_hora, inteiro
 from pedidos.http_input import read_query
+from pedidos.problems import Problem
 from pedidos.relatorio import clientes_page, pedidos_page, produtos_page, resumo
 from pedidos.runtime import current_runtime
 from pedidos.schemas import PageQuery, RelatorioQuery
@@ -43,7 +44,7 @@ dashboard.add_app_template_filter(data_hora, "data_hora")
 def index() -> str:
     runtime = current_runtime()
     first_page = RelatorioQuery(limit=REPORT_PAGE)
-    with runtime.read_sessions.begin() as session:
+    with runtime.reads.session() as session:
         totals = read_totals(session)
         pedidos, next_cursor = pedidos_page(session, first_page)
         clientes = clientes_page(session, 0, CATALOG_PAGE)
@@ -69,7 +70,7 @@ def _report_query(limit: int) -> RelatorioQuery:
 @dashboard.get("/painel/relatorio")
 def relatorio_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().reports.begin() as session:
+    with current_runtime().reads.session() as session:
         pedidos, next_cursor = report_page(session, query)
     return render_template("_relatorio.html", pedidos=pedidos, next_cursor=next_cursor)
 
@@ -77,7 +78,7 @@ def relatorio_fragment() -> str:
 @dashboard.get("/painel/resumo")
 def resumo_fragment() -> str:
     query = _report_query(REPORT_PAGE)
-    with current_runtime().reports.begin() as session:
+    with current_runtime().reads.session() as session:
         summary = resumo(session, query)
     return render_template("_resumo.html", resumo=summary)
 
@@ -85,7 +86,7 @@ def resumo_fragment() -> str:
 @dashboard.get("/painel/clientes")
 def clientes_fragment() -> str:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         page = clientes_page(session, query.after, CATALOG_PAGE)
     return render_template("_clientes.html", clientes=page)
 
@@ -93,7 +94,7 @@ def clientes_fragment() -> str:
 @dashboard.get("/painel/produtos")
 def produtos_fragment() -> str:
     query = read_query(PageQuery)
-    with current_runtime().read_sessions.begin() as session:
+    with current_runtime().reads.session() as session:
         page = produtos_page(session, query.after, CATALOG_PAGE)
     return render_template("_produtos.html", produtos=page)
 
@@ -102,7 +103,27 @@ def produtos_fragment() -> str:
 def relatorio_csv() -> Response:
     """Every matching order item as CSV, streamed page by page (memory stays flat)."""
     query = _report_query(CSV_PAGE).model_copy(update={"cursor": None})
-    sessions = current_runtime().reports
+    reads = current_runtime().reads
+    if not reads.export_slot():
+        raise Problem(
+            429,
+            "exportacoes-demais",
+            "Too many CSV exports",
+            "The most CSV exports allowed at once are running; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    connection = None
+    try:
+        # The first page is read here, so that a busy pool or a slow query is still a
+        # problem response; the export then keeps its connection to the end.
+        connection = reads.export_connection()
+        with reads.session(connection) as session:
+            first = pedidos_page(session, query)
+    except BaseException:
+        if connection is not None:
+            connection.close()
+        reads.release_export()
+        raise
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()
@@ -120,9 +141,8 @@ def relatorio_csv() -> Response:
             ]
         )
         page_query = query
+        page, cursor = first
         while True:
-            with sessions.begin() as session:
-                page, cursor = pedidos_page(session, page_query)
             for pedido in page:
                 for item in pedido.itens:
                     writer.writerow(
@@ -143,7 +163,12 @@ def relatorio_csv() -> Response:
             if cursor is None:
                 return
             page_query = page_query.model_copy(update={"cursor": cursor})
+            with reads.session(connection) as session:
+                page, cursor = pedidos_page(session, page_query)
 
     response = Response(stream_with_context(lines()), mimetype="text/csv")
+    # The server closes every response it started, even one whose client went away.
+    response.call_on_close(connection.close)
+    response.call_on_close(reads.release_export)
     response.headers["Content-Disposition"] = 'attachment; filename="relatorio.csv"'
     return response

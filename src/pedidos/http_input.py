@@ -7,10 +7,13 @@ import re
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from pedidos.access import require_cliente, require_unbound
 from pedidos.problems import Problem
+from pedidos.runtime import current_runtime
 from pedidos.schemas import PedidoIn
 from pedidos.service import PedidoRequest
 
@@ -18,6 +21,8 @@ Model = TypeVar("Model", bound=BaseModel)
 
 # Visible ASCII only: keys travel in headers and logs, and are compared byte for byte.
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+# ASCII digits only: str.isdigit() also accepts superscripts, which float() refuses.
+WAIT_SECONDS = re.compile(r"[0-9]{1,6}")
 
 
 def invalid(error: ValidationError, where: str) -> NoReturn:
@@ -35,23 +40,77 @@ def _reject_constant(name: str) -> NoReturn:
 
 
 def read_pedido_body() -> PedidoRequest | None:
-    """The order in the body, or None for an empty body (simulate an arriving order)."""
+    """The order in the body, or None for an empty body (simulate an arriving order).
+
+    A random order is a demonstration: only where switched on, and never for a token bound
+    to given clientes (its order would land on any cliente's account).
+    """
     order = read_json_body(PedidoIn, what="the order")
-    return order.to_request() if order is not None else None
+    if order is None:
+        if not current_runtime().settings.random_orders_enabled:
+            raise Problem(
+                422,
+                "corpo-obrigatorio",
+                "Order body required",
+                "Send the order as application/json; random orders are switched off here.",
+            )
+        require_unbound()
+        return None
+    require_cliente(order.cliente_id)
+    return order.to_request()
+
+
+def read_body() -> bytes:
+    """The whole body, at most MAX_CONTENT_LENGTH bytes, however it is framed.
+
+    Werkzeug checks a declared Content-Length itself. A chunked body has none: it is read
+    here up to one byte past the limit, so that an oversized one is refused, not cut short.
+    A body the server cannot de-chunk is the client's error, never a server failure.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except HTTPException:
+        raise
+    except Exception:  # the server's de-chunking failed: InvalidChunkSize, OSError, ...
+        raise Problem(
+            400,
+            "corpo-malformado",
+            "Malformed body",
+            "The chunked body could not be decoded.",
+        ) from None
+    if size > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(chunks)
 
 
 def read_json_body(model: type[Model], what: str) -> Model | None:
-    """The JSON body validated as `model`, or None when the body is empty."""
-    data = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
-    if not data.strip():
-        return None
-    if not request.is_json:
+    """The JSON body validated as `model`, or None when the body is empty.
+
+    Only JSON is accepted, even empty: a form or text/plain post is what another site can
+    send without the browser asking this service first.
+    """
+    data = read_body()
+    declared = request.headers.get("Content-Type", "").strip()
+    if (declared and not request.is_json) or (data.strip() and not request.is_json):
         raise Problem(
             415,
             "tipo-nao-suportado",
             "Unsupported media type",
             f"Send {what} as application/json.",
         )
+    if not data.strip():
+        return None
     try:
         payload = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as error:
@@ -103,6 +162,6 @@ def read_prefer() -> Preferences:
             name, value = name.strip().lower(), value.strip().strip('"')
             if name == "respond-async":
                 respond_async = True
-            elif name == "wait" and value.isdigit() and len(value) <= 6:
+            elif name == "wait" and WAIT_SECONDS.fullmatch(value):
                 wait = float(value)
     return Preferences(respond_async, wait)

@@ -1,4 +1,4 @@
-"""Typed ORM models: clientes, produtos, pedidos and itens_pedido."""
+"""Typed ORM models: clientes, produtos, pedidos, itens_pedido, tokens and simulacoes."""
 
 from __future__ import annotations
 
@@ -194,3 +194,35 @@ class ItemPedido(Base):
     produto_id: Mapped[int] = mapped_column(ForeignKey("produtos.id"))
     quantidade: Mapped[int] = mapped_column(Integer)
     preco_unitario: Mapped[Decimal] = mapped_column(Money)
+
+
+class Token(Base):
+    """An API credential: only the SHA-256 of its secret is stored, never the secret."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nome: Mapped[str] = mapped_column(String(120))
+    hash: Mapped[str] = mapped_column(String(64))
+    escopos: Mapped[str] = mapped_column(String(120))  # space-separated, as in OAuth 2
+    # Comma-separated cliente ids the token may order for; NULL: not bound to clientes.
+    clientes: Mapped[str | None] = mapped_column(Text)
+    criado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    revogado_em: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Simulacao(Base):
+    """A simulation's plan and latest published state, readable by every instance.
+
+    `ativa` is 1 while it runs and NULL afterwards: its unique index lets the database, not
+    a process, guarantee that one simulation runs at a time across all instances.
+    """
+
+    __tablename__ = "simulacoes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ativa: Mapped[int | None] = mapped_column(Integer, unique=True)
+    estado: Mapped[str] = mapped_column(Text)  # the SimulacaoOut document, as JSON
+    criado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())
+    # Refreshed while it runs: a stale one belongs to a process that died.
+    atualizado_em: Mapped[datetime] = mapped_column(Timestamp, server_default=func.now())

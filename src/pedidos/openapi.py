@@ -18,6 +18,7 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 OPENAPI_ATTRIBUTE = "__openapi__"
 REF_TEMPLATE = "#/components/schemas/{model}"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,18 @@ def build_document(app: Flask) -> dict[str, Any]:
                     name: {"schema": {"type": "string"}} for name in spec.headers[status]
                 }
             item["responses"][str(status)] = response
+        if path not in OPEN_PATHS:
+            # Production asks every route but the probes for a bearer token. No `security`
+            # requirement is declared: development, which serves this document, is open.
+            problem = {"schema": ref(ProblemOut, "serialization")}
+            for status in (401, 403):
+                item["responses"].setdefault(
+                    str(status),
+                    {
+                        "description": _STATUS_TEXT[status],
+                        "content": {"application/problem+json": problem},
+                    },
+                )
         paths.setdefault(path, {})[method] = item
 
     return {
@@ -128,7 +141,17 @@ def build_document(app: Flask) -> dict[str, Any]:
             "description": "Concurrent, transactional purchase-order processing.",
         },
         "paths": paths,
-        "components": {"schemas": schemas.get("$defs", {})},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Required in production (PEDIDOS_ENV=production); "
+                    "development is open. Tokens come from `pedidos token create`.",
+                }
+            },
+        },
     }
 
 
@@ -136,6 +159,8 @@ _STATUS_TEXT = {
     200: "OK",
     201: "Created",
     400: "Malformed request",
+    401: "No valid bearer token (production)",
+    403: "The token lacks the scope or cliente, or a browser write came from another site",
     404: "Not found",
     409: "Rejected: insufficient saldo or estoque",
     413: "Body too large",

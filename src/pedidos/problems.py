@@ -22,6 +22,7 @@ from pedidos.service import (
     SaldoInsuficiente,
 )
 from pedidos.solicitacoes import ProcessamentoFalhou
+from pedidos.visibility import redact_rejection
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,11 @@ def rejection_problem(rejection: PedidoRejeitado) -> Problem:
     status = REJECTION_STATUS.get(type(rejection), 409)
     slug = rejection.reason.replace("_", "-")
     title = rejection.reason.replace("_", " ").capitalize()
-    return Problem(
-        status, slug, title, str(rejection), reason=rejection.reason, **rejection.details()
+    facts = redact_rejection(
+        {"reason": rejection.reason, "detail": str(rejection), **rejection.details()}
     )
+    detail = facts.pop("detail")
+    return Problem(status, slug, title, detail, **facts)
 
 
 def _http_problem(error: HTTPException) -> Problem:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pedidos.config import Settings
 from pedidos.intake import Intake
 from pedidos.processor import PedidoProcessor
+from pedidos.reads import Reads
 from pedidos.recovery import Recovery
 from pedidos.simulations import Simulations
 
@@ -27,12 +28,8 @@ class Runtime:
     read_sessions: sessionmaker[Session]
     processor: PedidoProcessor
     simulations: Simulations
+    reads: Reads
     recovery: Recovery | None = None
-    # Order pages, summaries and CSV: the read database when one is set, else read_sessions.
-    # Lookups that must see the latest commit (a request's state, idempotency keys) never
-    # use these.
-    report_sessions: sessionmaker[Session] | None = None
-    report_engine: Engine | None = None
     accepting: bool = True
     _requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -49,11 +46,6 @@ class Runtime:
             lease=timedelta(seconds=self.settings.lease_seconds),
             idempotency_ttl=timedelta(hours=self.settings.idempotency_ttl_hours),
         )
-
-    @property
-    def reports(self) -> sessionmaker[Session]:
-        """Sessions for reports: the read database when one is set."""
-        return self.report_sessions or self.read_sessions
 
     def request_started(self) -> None:
         with self._lock:
@@ -91,9 +83,8 @@ class Runtime:
         if self.recovery is not None:
             self.recovery.stop()
         self.processor.shutdown()
+        self.reads.close()
         self.engine.dispose()
-        if self.report_engine is not None:
-            self.report_engine.dispose()
 
 
 def current_runtime() -> Runtime:

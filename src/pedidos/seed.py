@@ -11,7 +11,15 @@ from typing import Any
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, Contador, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.models import (
+    Cliente,
+    Contador,
+    ItemPedido,
+    Pedido,
+    Produto,
+    Simulacao,
+    Solicitacao,
+)
 
 BATCH = 5000
 
@@ -222,9 +230,9 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def reset(engine: Engine) -> None:
-    """Delete every order, request, cliente and produto, and zero the counters."""
+    """Delete every simulation, order, request, cliente and produto; zero the counters."""
     with Session(engine) as session, session.begin():
-        for model in (ItemPedido, Pedido, Solicitacao, Produto, Cliente):
+        for model in (Simulacao, ItemPedido, Pedido, Solicitacao, Produto, Cliente):
             session.execute(delete(model))
         session.execute(
             update(Contador).values(concluidos=0, rejeitados=0, erros=0, unidades=0, receita=0)

@@ -10,7 +10,7 @@ from pedidos.http_input import read_json_body
 from pedidos.openapi import Operation, operation
 from pedidos.problems import Problem
 from pedidos.runtime import current_runtime
-from pedidos.schemas import LatencyOut, SimulacaoIn, SimulacaoOut
+from pedidos.schemas import MAX_ID, LatencyOut, SimulacaoIn, SimulacaoOut
 from pedidos.simulations import SimulacaoEmAndamento, Simulation, SimulationPlan
 
 simulation_api = Blueprint("simulation_api", __name__)
@@ -46,10 +46,11 @@ def simulacao_out(simulation: Simulation) -> SimulacaoOut:
     Operation(
         summary="Start a simulation (administrative)",
         tag="simulacoes",
-        description="Random orders from simulated users through this process's order "
-        "processor; quente_pct of them buy the produto with most estoque. One runs at a time. "
-        "Needs `Authorization: Bearer <PEDIDOS_ADMIN_TOKEN>` when a token is configured; "
-        "refused in production without one.",
+        description="Random orders from simulated users through this instance's order "
+        "processor; quente_pct of them buy the produto with most estoque. One runs at a time "
+        "across every instance sharing the database, and any instance reports on it. Needs "
+        "the admin scope in production; in development, `Authorization: Bearer "
+        "<PEDIDOS_ADMIN_TOKEN>` when that token is configured.",
         body=SimulacaoIn,
         body_required=False,
         responses={202: SimulacaoOut, 401: None, 403: None, 409: None, 415: None, 422: None},
@@ -85,12 +86,12 @@ def start_simulacao() -> Response:
     )
 )
 def get_simulacao(simulacao_id: int) -> Response:
-    simulation = current_runtime().simulations.get(simulacao_id)
-    if simulation is None:
+    state = current_runtime().simulations.get(simulacao_id) if simulacao_id <= MAX_ID else None
+    if state is None:
         raise Problem(
             404,
             "simulacao-nao-encontrada",
             "Not found",
-            f"simulation {simulacao_id} does not exist in this process",
+            f"simulation {simulacao_id} does not exist",
         )
-    return json_response(simulacao_out(simulation))
+    return json_response(SimulacaoOut.model_validate(state))

@@ -1,25 +1,31 @@
 """Simulations started from the dashboard: random orders through this process's processor.
 
-Each simulation runs on a background thread with `concorrencia` simulated users, reports its
-progress while it runs, and ends with throughput, latency percentiles, outcomes and an
-invariant check of the whole database. One runs at a time; the last few are kept.
+Each simulation runs on a background thread with `concorrencia` simulated users, publishes
+its progress to the database while it runs, and ends with throughput, latency percentiles,
+outcomes and an invariant check of the whole database. The database holds every
+simulation's state, so any instance answers for any simulation, and its unique `ativa`
+column lets one run at a time across all instances.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.invariants import check_after_load, take_ledger
-from pedidos.models import Produto
+from pedidos.models import Produto, Simulacao, utc_now
 from pedidos.processor import Overloaded, PedidoProcessor, ShuttingDown
 from pedidos.running import Job
 from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, random_pedido_request
@@ -27,12 +33,15 @@ from pedidos.simulate import SimulationResult
 
 log = logging.getLogger(__name__)
 
-KEPT = 10
+KEPT = 100  # simulations whose results stay in the database
 RESULT_TIMEOUT = 120.0
+PUBLISH_SECONDS = 0.5
+# A running simulation not heard from for this long belongs to an instance that died.
+STALE = timedelta(seconds=15)
 
 
 class SimulacaoEmAndamento(Exception):
-    """Another simulation is still running in this process."""
+    """Another simulation is still running, in this instance or another."""
 
 
 @dataclass(frozen=True)
@@ -66,40 +75,79 @@ class Simulation:
 
 
 class Simulations:
-    """The simulations of one process: start one, look one up, stop them on shutdown."""
+    """Start a simulation, read any instance's simulation, stop this instance's on shutdown."""
 
-    def __init__(self, read_sessions: sessionmaker[Session], processor: PedidoProcessor) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        read_sessions: sessionmaker[Session],
+        processor: PedidoProcessor,
+        render: Callable[[Simulation], str],
+    ) -> None:
+        self._sessions = sessions
         self._read_sessions = read_sessions
         self._processor = processor
-        self._kept: OrderedDict[int, Simulation] = OrderedDict()
-        self._ids = itertools.count(1)
+        self._render = render  # a simulation's published state, as a JSON document
+        self._running: dict[int, Simulation] = {}
         self._lock = threading.Lock()
 
     def start(self, plan: SimulationPlan) -> Simulation:
         """Start a simulation in the background; SimulacaoEmAndamento if one is running."""
+        try:
+            with self._sessions.begin() as session:
+                # A run whose instance died would otherwise hold the slot for ever.
+                session.execute(
+                    update(Simulacao)
+                    .where(Simulacao.ativa == 1, Simulacao.atualizado_em < utc_now() - STALE)
+                    .values(ativa=None)
+                )
+                now = utc_now()
+                row = Simulacao(ativa=1, estado="{}", criado_em=now, atualizado_em=now)
+                session.add(row)
+                session.flush()
+                simulation_id = row.id
+                simulation = Simulation(
+                    simulation_id, plan, SimulationResult(plan.pedidos, plan.concorrencia)
+                )
+                session.execute(
+                    update(Simulacao)
+                    .where(Simulacao.id == simulation_id)
+                    .values(estado=self._render(simulation))
+                )
+                session.execute(
+                    delete(Simulacao).where(
+                        Simulacao.id <= simulation_id - KEPT, Simulacao.ativa.is_(None)
+                    )
+                )
+        except IntegrityError:
+            raise SimulacaoEmAndamento() from None
         with self._lock:
-            if any(s.running for s in self._kept.values()):
-                raise SimulacaoEmAndamento()
-            simulation = Simulation(
-                next(self._ids), plan, SimulationResult(plan.pedidos, plan.concorrencia)
-            )
-            self._kept[simulation.id] = simulation
-            while len(self._kept) > KEPT:
-                self._kept.popitem(last=False)
+            self._running[simulation.id] = simulation
         simulation._thread = threading.Thread(
             target=self._run, args=(simulation,), name=f"simulation-{simulation.id}", daemon=True
         )
         simulation._thread.start()
         return simulation
 
-    def get(self, simulation_id: int) -> Simulation | None:
-        with self._lock:
-            return self._kept.get(simulation_id)
+    def get(self, simulation_id: int) -> dict[str, Any] | None:
+        """The simulation's latest published state, from whichever instance runs it."""
+        with self._read_sessions.begin() as session:
+            row = session.execute(
+                select(Simulacao.ativa, Simulacao.estado, Simulacao.atualizado_em).where(
+                    Simulacao.id == simulation_id
+                )
+            ).first()
+        if row is None:
+            return None
+        state: dict[str, Any] = json.loads(row.estado)
+        if state.get("running") and (row.ativa is None or row.atualizado_em < utc_now() - STALE):
+            state.update(running=False, error="the instance running it stopped")
+        return state
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop running simulations from sending, and wait for them to end (on shutdown)."""
         with self._lock:
-            running = list(self._kept.values())
+            running = list(self._running.values())
         for simulation in running:
             simulation._stop.set()
         deadline = time.monotonic() + timeout
@@ -107,7 +155,19 @@ class Simulations:
             if simulation._thread is not None:
                 simulation._thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _publish(self, simulation: Simulation, final: bool = False) -> None:
+        values: dict[str, Any] = {
+            "estado": self._render(simulation),
+            "atualizado_em": utc_now(),
+        }
+        if final:
+            values["ativa"] = None
+        with self._sessions.begin() as session:
+            session.execute(update(Simulacao).where(Simulacao.id == simulation.id).values(**values))
+
     def _run(self, simulation: Simulation) -> None:
+        publisher = threading.Thread(target=self._keep_publishing, args=(simulation,), daemon=True)
+        publisher.start()
         try:
             self._simulate(simulation)
         except Exception as error:  # a background thread: record it, never die silently
@@ -115,6 +175,23 @@ class Simulations:
             simulation.error = f"{type(error).__name__} (see the service log)"
         finally:
             simulation.running = False
+            publisher.join()
+            try:
+                self._publish(simulation, final=True)
+            except Exception:
+                # Left active, the row goes stale and frees the slot after STALE.
+                log.exception("simulation %d: could not publish its result", simulation.id)
+            with self._lock:
+                self._running.pop(simulation.id, None)
+
+    def _keep_publishing(self, simulation: Simulation) -> None:
+        """Progress for every instance to read, and the heartbeat that keeps the slot."""
+        while simulation.running:
+            try:
+                self._publish(simulation)
+            except Exception:  # the next round tries again; the run itself goes on
+                log.warning("simulation %d: progress not published", simulation.id)
+            time.sleep(PUBLISH_SECONDS)
 
     def _simulate(self, simulation: Simulation) -> None:
         plan, result = simulation.plan, simulation.result

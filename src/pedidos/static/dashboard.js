@@ -12,9 +12,13 @@ const $ = (selector) => document.querySelector(selector);
 
 // Rejections explained in Portuguese from the problem's facts (its detail is in English).
 const REJECTIONS = {
+  // Without the read scope the saldo itself is not disclosed (production).
   saldo_insuficiente: (p) =>
-    `Saldo insuficiente: o cliente ${p.cliente_id} tem ${brl.format(Number(p.saldo))} ` +
-    `e o pedido custa ${brl.format(Number(p.total))}.`,
+    p.saldo === undefined
+      ? `Saldo insuficiente: o saldo do cliente ${p.cliente_id} não cobre o pedido de ` +
+        `${brl.format(Number(p.total))}.`
+      : `Saldo insuficiente: o cliente ${p.cliente_id} tem ${brl.format(Number(p.saldo))} ` +
+        `e o pedido custa ${brl.format(Number(p.total))}.`,
   estoque_insuficiente: (p) =>
     `Estoque insuficiente: o produto ${p.produto_id} tem ${inteiro.format(p.disponivel)} ` +
     `unidade(s) e o pedido pede ${inteiro.format(p.pedido)}.`,
