@@ -72,7 +72,7 @@ def test_01_hot_produtos_under_64_clients(
 ) -> None:
     clientes, produtos = seed_catalog(fault_engine, 500, "300.00", [2000] * 5)
     before = ledger(fault_engine)
-    service = services(fault_url, PEDIDOS_WORKERS="16", PEDIDOS_QUEUE_SIZE="256")
+    service = services(fault_url)  # the default workers and batches, as served
 
     load = run_load(service.url, 5000, 64, order_factory(clientes, produtos))
 
