@@ -272,33 +272,31 @@ def record(
     order gets its row now; a recorded one has had it since it arrived.
     """
     now = utc_now()
-    new = [
-        (request, plan)
-        for request, plan in zip(requests, decided, strict=True)
+    pairs = list(zip(requests, decided, strict=True))
+    new_rows = [
+        concluded_request_row(request, now)
+        for request, plan in pairs
         if request.solicitacao_id is None and isinstance(plan, PedidoPlan)
     ]
-    new_ids: list[int] = []
-    if new:
-        rows = [concluded_request_row(request, now) for request, _ in new]
-        new_ids = list(session.execute(statements.NEW_SOLICITACOES, rows).scalars())
-    ids = iter(new_ids)
+    new_ids = iter(
+        session.execute(statements.NEW_SOLICITACOES, new_rows).scalars() if new_rows else ()
+    )
     committed: list[tuple[int, PedidoPlan]] = []
+    recorded_ids: list[int] = []
     rejected_recorded: list[tuple[int, PedidoRejeitado]] = []
     settled: list[Settled] = []
-    for request, plan in zip(requests, decided, strict=True):
+    for request, plan in pairs:
+        recorded = request.solicitacao_id
         if isinstance(plan, PedidoRejeitado):
-            if request.solicitacao_id is not None:
-                rejected_recorded.append((request.solicitacao_id, plan))
+            if recorded is not None:
+                rejected_recorded.append((recorded, plan))
             settled.append(plan)
             continue
-        pedido_id = request.solicitacao_id if request.solicitacao_id is not None else next(ids)
+        if recorded is not None:
+            recorded_ids.append(recorded)
+        pedido_id = recorded if recorded is not None else next(new_ids)
         committed.append((pedido_id, plan))
         settled.append(PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens))
-    recorded_ids = [
-        request.solicitacao_id
-        for request, plan in zip(requests, decided, strict=True)
-        if request.solicitacao_id is not None and isinstance(plan, PedidoPlan)
-    ]
     if recorded_ids:
         session.execute(statements.CONCLUDE_SOLICITACOES, {"ids": recorded_ids, "agora": now})
     if rejected_recorded:
