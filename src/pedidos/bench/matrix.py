@@ -30,6 +30,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
 from pedidos.bench.baseline import make_naive
+from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions, upgrade_schema
 from pedidos.invariants import take_ledger, violations
 from pedidos.models import Cliente, Produto
@@ -168,9 +169,12 @@ def closed_loop(
 def processor_sender(
     engine: Engine, work: Work, concurrency: int, batch_size: int = 1
 ) -> tuple[Callable[[PedidoRequest], str], PedidoProcessor]:
+    # One by one, parallelism is many workers; batched, the served default (a few workers,
+    # each taking every waiting order) is what is measured.
+    workers = Settings().workers if batch_size > 1 else min(concurrency, 16)
     processor = PedidoProcessor(
         make_sessions(engine),
-        workers=min(concurrency, 16),
+        workers=workers,
         queue_size=max(concurrency, 16),
         max_retries=20,
         work=work,

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from pedidos.bench.matrix import BATCH_SIZE, SCENARIOS, prepare_database, seed_scenario
+from pedidos.config import Settings
 from pedidos.db import make_engine, make_sessions
 from pedidos.invariants import take_ledger, violations
 from pedidos.processor import PedidoProcessor
@@ -49,7 +50,7 @@ def soak(database: str, orders: int, concurrency: int) -> int:
         before = take_ledger(session)
     processor = PedidoProcessor(
         make_sessions(engine),
-        workers=16,
+        workers=Settings().workers,
         queue_size=max(concurrency, 16),
         max_retries=20,
         batch_size=BATCH_SIZE,
