@@ -86,10 +86,17 @@ def render(data: dict[str, object], guarantees: list[Guarantee]) -> str:
     commit = str(data.get("commit", "unknown"))
     minutes = float(str(data.get("seconds", 0))) / 60
     state = " with uncommitted changes" if data.get("dirty") else ""
+    load = data.get("load_average")
+    shared = (
+        f" (its 5-minute load average was {load} at the end: throughput figures are lower "
+        "than on an idle machine)"
+        if isinstance(load, int | float) and load > 2
+        else ""
+    )
     lines = [
         INTRO,
         f"Figures from the `make faults` run of {data.get('finished', 'an unknown date')} at "
-        f"commit `{commit[:12]}`{state}, on the 2-core machine; the whole suite took "
+        f"commit `{commit[:12]}`{state}, on the 2-core machine{shared}; the whole suite took "
         f"{minutes:.1f} minutes.",
         "",
         "| promise | checked by | figure of that run |",

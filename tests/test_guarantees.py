@@ -54,10 +54,12 @@ def test_a_complete_run_becomes_the_table_in_suite_order(tmp_path: Path) -> None
     ]
 
 
-def test_uncommitted_changes_are_said(tmp_path: Path) -> None:
-    done, output = generate(tmp_path, dirty=True)
+def test_uncommitted_changes_and_a_busy_machine_are_said(tmp_path: Path) -> None:
+    done, output = generate(tmp_path, dirty=True, load_average=31.5)
     assert done.returncode == 0, done.stderr
-    assert "`0123456789ab` with uncommitted changes" in output.read_text()
+    page = output.read_text()
+    assert "`0123456789ab` with uncommitted changes" in page
+    assert "its 5-minute load average was 31.5 at the end" in page
 
 
 def test_a_failed_or_partial_run_writes_nothing(tmp_path: Path) -> None:

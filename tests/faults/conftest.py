@@ -81,6 +81,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             ),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "seconds": round(time.time() - RUN.started, 1),
+            # Others may share the machine: its load says how far the figures are from idle.
+            "load_average": round(os.getloadavg()[1], 1),
             "failed": RUN.failed,
             "guarantees": RUN.guarantees,
         }
