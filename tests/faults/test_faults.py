@@ -461,13 +461,6 @@ def test_08_flood_of_20000_posts(
     )
 
 
-# A fuzzed POST /simulacoes leaves a simulation placing orders in the background, and the
-# counters pick their shard with the module-level `random`: Hypothesis sees the global random
-# state move while it generates the next case and warns that a strategy used `random`.
-@pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies"
-    ":hypothesis.errors.HypothesisDeprecationWarning"
-)
 def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: str) -> None:
     seed_catalog(fault_engine, 50, "100.00", [10] * 10)
     app = create_app(Settings(database_url=fault_url))
