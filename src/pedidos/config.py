@@ -64,6 +64,9 @@ class Settings:
     # development, refused in production.
     admin_token: str | None = field(default=None, repr=False)
     log_format: LogFormat = "auto"  # auto: JSON unless stderr is a terminal
+    # A bodiless POST /pedido (a random order) is recorded durably and answered 202 at once,
+    # as scripts that fire many and count 202s expect; off: it waits and answers 201 or 409.
+    empty_body_async: bool = True
 
     @property
     def pool_size(self) -> int:
@@ -98,6 +101,7 @@ class Settings:
             batch_size=_number(env, "PEDIDOS_BATCH_SIZE", cls.batch_size, 1),
             admin_token=env.get("PEDIDOS_ADMIN_TOKEN") or None,
             log_format=_log_format(_choice(env, "PEDIDOS_LOG_FORMAT", ("auto", "json", "text"))),
+            empty_body_async=_choice(env, "PEDIDOS_EMPTY_BODY_ASYNC", ("on", "off")) == "on",
         )
 
 

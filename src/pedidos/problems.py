@@ -37,6 +37,16 @@ REJECTION_STATUS: dict[type[PedidoRejeitado], int] = {
 }
 
 
+# Titles are English like every other problem's; the domain nouns stay as the API names them.
+REJECTION_TITLE: dict[str, str] = {
+    ClienteNaoEncontrado.reason: "Cliente not found",
+    ProdutoNaoEncontrado.reason: "Produto not found",
+    EstoqueInsuficiente.reason: "Insufficient estoque",
+    SaldoInsuficiente.reason: "Insufficient saldo",
+    NadaParaSimular.reason: "Nothing to order from",
+}
+
+
 class Problem(Exception):
     """An error the API answers with a problem document instead of a result."""
 
@@ -75,7 +85,7 @@ def rejection_problem(rejection: PedidoRejeitado) -> Problem:
     """The problem for a business rejection; its facts become extension members."""
     status = REJECTION_STATUS.get(type(rejection), 409)
     slug = rejection.reason.replace("_", "-")
-    title = rejection.reason.replace("_", " ").capitalize()
+    title = REJECTION_TITLE.get(rejection.reason, "Order rejected")
     return Problem(
         status, slug, title, str(rejection), reason=rejection.reason, **rejection.details()
     )

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
+from pedidos.db import database_identity
 from pedidos.processor import PedidoProcessor
 from pedidos.recovery import Recovery
 from pedidos.simulations import Simulations
@@ -29,6 +30,13 @@ class Runtime:
     _requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
+    _database_id: str | None = None
+
+    def database_id(self) -> str:
+        """The database's fingerprint, read once (it cannot change under a running engine)."""
+        if self._database_id is None:
+            self._database_id = database_identity(self.engine)
+        return self._database_id
 
     def request_started(self) -> None:
         with self._lock:

@@ -92,6 +92,11 @@ class Simulations:
         simulation._thread.start()
         return simulation
 
+    def recent(self) -> list[Simulation]:
+        """The simulations kept, newest first."""
+        with self._lock:
+            return list(reversed(self._kept.values()))
+
     def get(self, simulation_id: int) -> Simulation | None:
         with self._lock:
             return self._kept.get(simulation_id)
