@@ -115,7 +115,7 @@ def test_help_explains_the_commands(app: Flask) -> None:
 
 
 def test_seed_pedidos_keeps_every_invariant(app: Flask, store: Store) -> None:
-    invoke(app, "seed", "--clientes", "200", "--produtos", "30")
+    invoke(app, "seed", "--clientes", "1000", "--produtos", "50")
     before = store.ledger()
     output = invoke(app, "seed", "--clientes", "0", "--produtos", "0", "--pedidos", "500", "--json")
     summary = json.loads(output.strip().splitlines()[-1])

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from pedidos.models import (
+    CENT,
     Cliente,
     Contador,
     Estado,
@@ -292,8 +293,9 @@ def seed_pedidos(
     Each is what a real order leaves behind: a CONCLUIDO solicitacao with the same id, the
     pedido and its items, saldo and estoque debited, the counters and the produtos' and
     clientes' sales aggregates raised. Rows go in with multi-row INSERTs and one joined
-    UPDATE per table per batch, each batch one transaction. Orders a cliente cannot pay or
-    that would take more than the estoque are not created. Run it with no other traffic.
+    UPDATE per table per batch, each batch one transaction. Past orders spend at most half
+    of a cliente's saldo and never more estoque than there is; an order that does not fit
+    after a few random picks is not created. Run it with no other traffic.
     """
     rng = random.Random(None if random_seed is None else random_seed + 1)
     with engine.connect() as connection:
@@ -306,7 +308,9 @@ def seed_pedidos(
         last_id = connection.execute(select(func.max(Solicitacao.id))).scalar() or 0
     if not clientes or not produtos:
         return 0
-    saldos = {row.id: row.saldo for row in clientes}
+    # Past orders spend at most half of each cliente's saldo, so that the orders placed next
+    # (a demo, a benchmark) still find money to spend.
+    saldos = {row.id: (row.saldo / 2).quantize(CENT) for row in clientes}
     cliente_ids = list(saldos)
     stock = _Stock(
         [row.id for row in produtos],
@@ -343,8 +347,8 @@ _Order = tuple[int, Decimal, list[tuple[int, int, Decimal]]]
 def _order(
     rng: random.Random, cliente_ids: list[int], saldos: dict[int, Decimal], stock: _Stock
 ) -> _Order | None:
-    """A cliente buying 1-3 produtos (1-3 units each), debited in memory; None when the
-    cliente cannot pay or no produto picked has the units."""
+    """A cliente buying 1-3 produtos (1-3 units each), debited in memory from its budget;
+    None when the budget does not cover it or no produto picked has the units."""
     cliente = rng.choice(cliente_ids)
     # Mostly one or two lines of one unit, as people buy.
     lines = rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
