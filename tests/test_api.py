@@ -461,3 +461,5 @@ def test_problem_titles_are_english_throughout(client: FlaskClient, store: Store
         client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
     )
     assert poor.get_json()["title"] == "Insufficient saldo"
+    assert client.get("/nada-aqui").get_json()["title"] == "Not found"
+    assert client.delete("/pedido").get_json()["title"] == "Method not allowed"

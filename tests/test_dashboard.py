@@ -263,3 +263,33 @@ def test_a_simulation_that_cannot_reach_the_database_reports_it() -> None:
         assert simulation.violations is None
     finally:
         processor.shutdown()
+
+
+def test_throughput_comes_from_the_database_per_second(app: Flask, store: Store) -> None:
+    cliente = store.cliente("1000.00")
+    produto = store.produto("1.00", 1_000)
+    client = app.test_client()
+    for _ in range(12):
+        assert order(client, cliente, produto).status_code == 201
+    time.sleep(1.1)  # the current second is left out until it is whole
+
+    body = client.get("/painel/vazao?segundos=120").get_json()
+
+    assert len(body["valores"]) == 120 and sum(body["valores"]) == 12
+    assert abs(body["fim"] - time.time()) < 5
+    recent = client.get("/painel/vazao?segundos=5").get_json()
+    assert 0 < sum(recent["valores"]) <= 12 and len(recent["valores"]) == 5
+    assert client.get("/painel/vazao?segundos=0").status_code == 422
+
+
+def test_simulations_are_listed_newest_first(app: Flask, store: Store) -> None:
+    store.cliente("100.00")
+    store.produto("1.00", 100)
+    client = app.test_client()
+    assert client.get("/simulacoes").get_json() == {"simulacoes": []}
+    location = client.post("/simulacoes", json={"pedidos": 10, "concorrencia": 2}).headers[
+        "Location"
+    ]
+    wait_for_simulation(client, location)
+    (listed,) = client.get("/simulacoes").get_json()["simulacoes"]
+    assert f"/simulacoes/{listed['id']}" == location and listed["done"] == 10

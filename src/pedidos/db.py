@@ -166,4 +166,10 @@ def database_identity(engine: Engine) -> str:
                 text("SELECT @@hostname, @@port, @@datadir, @@server_id, DATABASE()")
             ).one()
             parts = [engine.dialect.name, *(str(value) for value in row)]
+            # Galera nodes are one database: name the cluster, not the node.
+            cluster = connection.execute(
+                text("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'")
+            ).first()
+            if cluster is not None and cluster[1]:
+                parts = [engine.dialect.name, "galera", str(cluster[1]), str(row[4])]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]

@@ -97,7 +97,8 @@ def _http_problem(error: HTTPException) -> Problem:
     # Keep protocol headers such as 405's Allow; the body becomes a problem document.
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     slug = name.lower().replace(" ", "-")
-    return Problem(status, slug, name, error.description or name, headers=headers)
+    title = name[:1] + name[1:].lower()  # sentence case, like every other problem title
+    return Problem(status, slug, title, error.description or name, headers=headers)
 
 
 def register_error_handlers(app: Flask) -> None:
