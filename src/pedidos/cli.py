@@ -235,6 +235,8 @@ def seed_command(
             "clientes": report.clientes,
             "produtos": report.produtos,
             "pedidos": placed,
+            # Past orders that found no budget or estoque left after a few picks.
+            "pedidos_skipped": pedidos - placed,
             "seconds": round(seconds, 2),
             "rows_per_second": round(rows / seconds) if seconds else 0,
         },
