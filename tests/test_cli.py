@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -162,6 +165,18 @@ def test_help_has_no_flask_options_and_every_option_is_explained(app: Flask) -> 
     assert re.search(r"pedidos, version \d+\.\d+", invoke(app, "--version"))
 
 
+@pytest.fixture
+def isolated_logging() -> Iterator[None]:
+    """`serve` configures the process's loggers; put them back for the tests that follow."""
+    loggers = [logging.getLogger(name) for name in ("pedidos", "werkzeug")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    yield
+    for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.propagate, lg.level = propagate, level
+
+
+@pytest.mark.usefixtures("isolated_logging")
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
     app = create_app(Settings(database_url=url, recovery_interval=0))
@@ -245,3 +260,13 @@ def test_simulate_says_which_database_it_checked(app: Flask, live_server: str) -
     output = invoke(app, "simulate", "--pedidos", "10", "--concorrencia", "2", "--url", live_server)
     assert "database: " in output and "(the server's)" in output
     assert re.search(r"invariants\s+OK\n", output) and "checked_in" in output
+
+
+@pytest.mark.usefixtures("isolated_logging")
+def test_a_busy_port_is_explained(app: Flask) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run(app, "serve", "--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 1
+    assert "already in use" in result.output and "--port" in result.output

@@ -175,7 +175,8 @@ def print_summary(title: str, rows: dict[str, object], as_json: bool) -> None:
     show_default=True,
     type=click.IntRange(0, 100_000_000),
     help="Past orders to create over the last days, debiting saldo and estoque as real "
-    "orders do (counters and summaries included).",
+    "orders do (counters and summaries included); they spend at most half of each "
+    "cliente's saldo, so fewer may fit.",
 )
 @click.option(
     "--dias",
