@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
@@ -55,8 +53,6 @@ def explain(error: BaseException, database_url: str) -> list[str] | None:
         return _missing_driver(error, database_url)
     if isinstance(error, DBAPIError):
         return _database_error(error, database_url)
-    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
-        return ["the port is already in use (another server listens on it)", "pass another --port"]
     return None
 
 
