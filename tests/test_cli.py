@@ -168,7 +168,7 @@ def test_help_has_no_flask_options_and_every_option_is_explained(app: Flask) -> 
 @pytest.fixture
 def isolated_logging() -> Iterator[None]:
     """`serve` configures the process's loggers; put them back for the tests that follow."""
-    loggers = [logging.getLogger(name) for name in ("pedidos", "werkzeug")]
+    loggers = [logging.getLogger(name) for name in ("pedidos", "werkzeug", "")]
     saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
     yield
     for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):

@@ -143,3 +143,23 @@ def wait_for_url(log_path: Path) -> str:
                 return str(entry["url"])
         time.sleep(0.1)
     raise AssertionError(f"serve did not start: {log_path.read_text()[-2000:]}")
+
+
+def test_other_libraries_errors_are_json_lines_too() -> None:
+    script = (
+        "import logging\n"
+        "from pedidos.logs import configure_logging\n"
+        "configure_logging('json')\n"
+        "try:\n"
+        "    raise ConnectionError('lost')\n"
+        "except ConnectionError:\n"
+        "    logging.getLogger('sqlalchemy.pool').error('reset failed', exc_info=True)\n"
+        "logging.getLogger('sqlalchemy.engine').info('not shown: below WARNING')\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = finished.stderr.splitlines()
+    entry = json.loads(line)
+    assert (entry["logger"], entry["message"]) == ("sqlalchemy.pool", "reset failed")
+    assert "ConnectionError: lost" in entry["error"]

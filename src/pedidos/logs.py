@@ -65,10 +65,15 @@ def uses_json(log_format: LogFormat) -> bool:
     return log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
 
 
+# Our loggers and Werkzeug's at INFO; every other library's warnings and errors (SQLAlchemy's
+# pool, for one) reach the root logger, which would otherwise print them as bare text.
+_LEVELS = {"pedidos": logging.INFO, "werkzeug": logging.INFO, "": logging.WARNING}
+
+
 def configure_logging(log_format: LogFormat) -> None:
-    """Send the `pedidos` and `werkzeug` loggers to stderr in one format (once per process)."""
+    """Send every log record to stderr in one format, JSON or text (once per process)."""
     use_json = uses_json(log_format)
-    for name in ("pedidos", "werkzeug"):
+    for name, level in _LEVELS.items():
         logger = logging.getLogger(name)
         if any(getattr(h, "pedidos_handler", False) for h in logger.handlers):
             continue
@@ -78,8 +83,9 @@ def configure_logging(log_format: LogFormat) -> None:
             JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
         )
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logger.setLevel(level)
+        if name:
+            logger.propagate = False
 
 
 access_log = logging.getLogger("pedidos.access")
