@@ -17,7 +17,7 @@ install: $(STAMP)
 ## Migrate, seed demo data once, and serve on http://127.0.0.1:5000 (SQLite unless DATABASE_URL).
 run: install
 	$(BIN)/pedidos init-db
-	$(BIN)/pedidos seed --if-empty --clientes 1000 --produtos 200
+	$(BIN)/pedidos seed --if-empty --clientes 1000 --produtos 200 --pedidos 5000 --seed 1
 	$(BIN)/pedidos serve
 
 ## Debian's Chromium for the browser tests (test tools' own browser downloads are not used).
@@ -35,8 +35,8 @@ test: install chromium
 screenshot: install chromium
 	$(BIN)/python -m tests.browser.screenshot docs/dashboard.png
 
-## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): ~5 min.
-## A complete, passing run rewrites docs/guarantees.md from its figures.
+## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): about
+## 5 minutes. A complete, passing run rewrites docs/guarantees.md from its figures.
 faults: install
 	PEDIDOS_FAULTS_RESULTS=1 $(BIN)/pytest -m faults tests/faults
 	$(BIN)/python benchmarks/guarantees.py

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -78,12 +79,15 @@ def test_client_sent_prices_and_totals_are_refused(client: FlaskClient, store: S
     assert store.saldo(cliente) == Decimal("100.00")
 
 
+WAIT_FOR_IT = {"Prefer": "return=representation"}
+
+
 def test_empty_body_simulates_an_arriving_order(client: FlaskClient, store: Store) -> None:
-    assert_problem(client.post("/pedido"), 409, "sem-dados")
+    assert_problem(client.post("/pedido", headers=WAIT_FOR_IT), 409, "sem-dados")
     cliente = store.cliente("100.00")
     produto = store.produto("1.00", 10)
 
-    response = client.post("/pedido")
+    response = client.post("/pedido", headers=WAIT_FOR_IT)
 
     assert response.status_code == 201
     body = response.get_json()
@@ -402,3 +406,75 @@ def test_openapi_documents_every_route(client: FlaskClient, app: Flask) -> None:
     assert docs.status_code == 200 and b"swagger-ui" in docs.data
     with client.get("/docs/static/swagger-ui-bundle.js") as asset:
         assert asset.status_code == 200 and asset.mimetype == "text/javascript"
+
+
+def test_a_bare_bodiless_post_is_accepted_at_once_and_then_processed(
+    client: FlaskClient, store: Store
+) -> None:
+    cliente = store.cliente("100.00")
+    produto = store.produto("1.00", 100)
+
+    responses = [client.post("/pedido") for _ in range(20)]
+
+    assert [r.status_code for r in responses] == [202] * 20
+    locations = [r.headers["Location"] for r in responses]
+    deadline = time.monotonic() + 30
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        states = [client.get(location).get_json()["estado"] for location in locations]
+        if all(state == "CONCLUIDO" for state in states):
+            break
+        time.sleep(0.1)
+    assert states == ["CONCLUIDO"] * 20
+    assert store.estoque(produto) == 80 and store.saldo(cliente) == Decimal("80.00")
+    assert len(client.get("/relatorio").get_json()["pedidos"]) == 20
+
+
+def test_a_cursor_alone_keeps_the_page_size(client: FlaskClient, store: Store) -> None:
+    cliente, produto = store.cliente("1000.00"), store.produto("1.00", 100)
+    for _ in range(7):
+        assert (
+            post(
+                client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+            ).status_code
+            == 201
+        )
+    first = client.get("/relatorio?limit=3").get_json()
+    second = client.get(f"/relatorio?cursor={first['next_cursor']}").get_json()
+    assert len(second["pedidos"]) == 3
+    wider = client.get(f"/relatorio?cursor={first['next_cursor']}&limit=50").get_json()
+    assert len(wider["pedidos"]) == 4 and wider["next_cursor"] is None
+
+
+def test_report_rows_carry_names(client: FlaskClient, store: Store) -> None:
+    cliente = store.cliente("100.00", nome="Joana Lima")
+    produto = store.produto("3.00", 10, nome="Rapadura mineira")
+    post(client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 2}]})
+    (pedido,) = client.get("/relatorio").get_json()["pedidos"]
+    assert pedido["cliente_nome"] == "Joana Lima"
+    assert pedido["itens"][0]["produto_nome"] == "Rapadura mineira"
+    document = client.get("/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    assert "cliente_nome" in schemas["PedidoNomeado"]["required"]
+    assert "produto_nome" in schemas["ItemNomeado"]["required"]
+
+
+def test_status_names_its_database(client: FlaskClient) -> None:
+    status = client.get("/status").get_json()
+    assert re.fullmatch(r"[0-9a-f]{16}", status["database_id"])
+    assert client.get("/status").get_json()["database_id"] == status["database_id"]
+
+
+def test_problem_titles_are_english_throughout(client: FlaskClient, store: Store) -> None:
+    produto = store.produto("1.00", 1)
+    missing = post(
+        client, {"cliente_id": 999_999, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    )
+    assert missing.get_json()["title"] == "Cliente not found"
+    cliente = store.cliente("0.50")
+    poor = post(
+        client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    )
+    assert poor.get_json()["title"] == "Insufficient saldo"
+    assert client.get("/nada-aqui").get_json()["title"] == "Not found"
+    assert client.delete("/pedido").get_json()["title"] == "Method not allowed"

@@ -54,7 +54,9 @@ def test_page_shows_catalog_and_orders_in_portuguese(app: Flask, store: Store) -
     assert "Maria da Silva" in html and "Cadeira Gamer" in html
     assert "R$\u00a0265,44" in html  # saldo after the order
     assert "R$\u00a01.234,56" in html  # preco, and the order's total
-    assert "1 \u00d7 produto" in html
+    # The report row names the cliente and the produto, not only their ids.
+    row = html.split("Pedidos concluídos, mais recentes primeiro")[1].split("</table>")[0]
+    assert "Maria da Silva" in row and "1 \u00d7 Cadeira Gamer" in row
 
 
 def test_assets_are_served_locally(app: Flask) -> None:
@@ -77,12 +79,12 @@ def test_report_fragment_filters_and_pages(app: Flask, store: Store) -> None:
 
     first = client.get(f"/painel/relatorio?cliente_id={ana}").get_data(as_text=True)
     assert first.count("<tr>") == 1 + 20  # header + a page of 20
-    assert f"<td>{bia}</td>" not in first
+    assert "Bia" not in first and "Ana" in first
     cursor = first.split('data-cursor="')[1].split('"')[0]
     second = client.get(f"/painel/relatorio?cliente_id={ana}&cursor={cursor}")
     assert second.get_data(as_text=True).count("<tr>") == 1 + 5
     only_bia = client.get(f"/painel/relatorio?cliente_id={bia}").get_data(as_text=True)
-    assert "2 \u00d7 produto" in only_bia and "R$\u00a020,00" in only_bia
+    assert "2 \u00d7 Produto Teste" in only_bia and "R$\u00a020,00" in only_bia
 
     summary = client.get(f"/painel/resumo?produto_id={produto}").get_data(as_text=True)
     assert "<strong>26</strong> pedidos" in summary and "R$\u00a0270,00" in summary
@@ -127,6 +129,12 @@ def test_csv_export_has_every_item_of_every_matching_order(app: Flask, store: St
         (str(caneta), "3", "2.50"),
         (str(caderno), "1", "19.90"),
     }
+    assert {r["cliente_nome"] for r in rows} == {"Cliente Teste"}
+    assert {r["produto_nome"] for r in rows} == {"Produto Teste"}
+    # Times as the JSON API writes them: UTC with a Z.
+    assert all(r["criado_em"].endswith("Z") for r in rows)
+    api_times = {p["criado_em"] for p in client.get("/relatorio?limit=5").get_json()["pedidos"]}
+    assert api_times <= {r["criado_em"] for r in rows}
 
 
 def wait_for_simulation(client: FlaskClient, location: str) -> dict[str, Any]:
@@ -261,3 +269,33 @@ def test_a_simulation_that_cannot_reach_the_database_is_refused() -> None:
         assert simulations._running == {}
     finally:
         processor.shutdown()
+
+
+def test_throughput_comes_from_the_database_per_second(app: Flask, store: Store) -> None:
+    cliente = store.cliente("1000.00")
+    produto = store.produto("1.00", 1_000)
+    client = app.test_client()
+    for _ in range(12):
+        assert order(client, cliente, produto).status_code == 201
+    time.sleep(1.1)  # the current second is left out until it is whole
+
+    body = client.get("/painel/vazao?segundos=120").get_json()
+
+    assert len(body["valores"]) == 120 and sum(body["valores"]) == 12
+    assert abs(body["fim"] - time.time()) < 5
+    recent = client.get("/painel/vazao?segundos=5").get_json()
+    assert 0 < sum(recent["valores"]) <= 12 and len(recent["valores"]) == 5
+    assert client.get("/painel/vazao?segundos=0").status_code == 422
+
+
+def test_simulations_are_listed_newest_first(app: Flask, store: Store) -> None:
+    store.cliente("100.00")
+    store.produto("1.00", 100)
+    client = app.test_client()
+    assert client.get("/simulacoes").get_json() == {"simulacoes": []}
+    location = client.post("/simulacoes", json={"pedidos": 10, "concorrencia": 2}).headers[
+        "Location"
+    ]
+    wait_for_simulation(client, location)
+    (listed,) = client.get("/simulacoes").get_json()["simulacoes"]
+    assert f"/simulacoes/{listed['id']}" == location and listed["done"] == 10

@@ -88,7 +88,10 @@ def test_metrics_sum_over_every_worker(gunicorn_url: str) -> None:
     with httpx.Client(base_url=gunicorn_url) as client:
         # New connections each time: gunicorn spreads them over its workers.
         answers = [
-            client.post("/pedido", headers={"Connection": "close"}).status_code for _ in range(60)
+            client.post(
+                "/pedido", headers={"Connection": "close", "Prefer": "return=representation"}
+            ).status_code
+            for _ in range(60)
         ]
     assert set(answers) <= {201, 409}
 

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
+from pedidos.db import upgrade_schema
 from pedidos.logs import JsonFormatter
 from pedidos.tracing import request_id
 from tests.conftest import Store
@@ -19,6 +27,7 @@ def samples(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = app.test_client().get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
+    assert response.headers["Content-Type"].count("charset") == 1
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(response.get_data(as_text=True))
@@ -93,3 +102,65 @@ def test_json_log_lines_carry_fields_and_the_context_request_id() -> None:
     assert line["message"] == "order x" and line["level"] == "info"
     assert line["request_id"] == "abc" and line["outcome"] == "rejeitado"
     assert line["time"].endswith("+00:00")
+
+
+@pytest.mark.timeout(90)
+def test_serve_off_a_terminal_writes_only_json_lines(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'logs.sqlite3'}"
+    upgrade_schema(database)
+    log_path = tmp_path / "serve.log"
+    env = {**os.environ, "DATABASE_URL": database, "PEDIDOS_RECOVERY_INTERVAL": "0"}
+    command = [str(Path(sys.executable).with_name("pedidos")), "serve", "--port", "0"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        url = wait_for_url(log_path)
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/status", headers={"X-Request-Id": "olha-eu"}).status_code == 200
+            assert client.get("/nada-aqui").status_code == 404
+            assert client.post("/pedido", json={"cliente_id": 1}).status_code == 422
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    text = log_path.read_text()
+    assert "\x1b[" not in text  # no terminal colours in a file
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    access = [line for line in lines if line["logger"] == "pedidos.access"]
+    assert {(a["method"], a["path"], a["status"]) for a in access} >= {
+        ("GET", "/status", 200),
+        ("GET", "/nada-aqui", 404),
+        ("POST", "/pedido", 422),
+    }
+    assert any(a.get("request_id") == "olha-eu" for a in access)
+    assert any("database" in line for line in lines)
+
+
+def wait_for_url(log_path: Path) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in log_path.read_text().splitlines():
+            if line.startswith("{") and "url" in (entry := json.loads(line)):
+                return str(entry["url"])
+        time.sleep(0.1)
+    raise AssertionError(f"serve did not start: {log_path.read_text()[-2000:]}")
+
+
+def test_other_libraries_errors_are_json_lines_too() -> None:
+    script = (
+        "import logging\n"
+        "from pedidos.logs import configure_logging\n"
+        "configure_logging('json')\n"
+        "try:\n"
+        "    raise ConnectionError('lost')\n"
+        "except ConnectionError:\n"
+        "    logging.getLogger('sqlalchemy.pool').error('reset failed', exc_info=True)\n"
+        "logging.getLogger('sqlalchemy.engine').info('not shown: below WARNING')\n"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    (line,) = finished.stderr.splitlines()
+    entry = json.loads(line)
+    assert (entry["logger"], entry["message"]) == ("sqlalchemy.pool", "reset failed")
+    assert "ConnectionError: lost" in entry["error"]

@@ -33,6 +33,7 @@ from pedidos.schemas import (
     InstanceOut,
     PageQuery,
     PedidoIn,
+    PedidoNomeado,
     PedidoOut,
     ProcessorOut,
     ProdutoPage,
@@ -102,7 +103,10 @@ def _solicitacao_out(solicitacao_id: int) -> SolicitacaoOut:
         description=(
             "Runs the order as one transaction on the worker pool and waits for its outcome. "
             "An empty body simulates an arriving order: a random cliente buys one unit of a "
-            "random produto. With `Prefer: respond-async` the request is recorded durably and "
+            "random produto; it is recorded durably and answered 202 at once (the outcome is "
+            "at its Location), unless `Prefer: return=representation` asks to wait for it "
+            "(201 or a rejection) or PEDIDOS_EMPTY_BODY_ASYNC=off. "
+            "With `Prefer: respond-async` the request is recorded durably and "
             "answered 202 (add `wait=N` to wait up to N seconds for the outcome). With an "
             "`Idempotency-Key` it is recorded durably too, and a retry with the same key and "
             "body replays the first outcome instead of ordering twice."
@@ -130,6 +134,12 @@ def create_pedido() -> Response:
     order = read_pedido_body()
     prefer = read_prefer()
     chave = read_idempotency_key()
+    bare = order is None and chave is None and not (prefer.representation or prefer.respond_async)
+    if bare and rt.settings.empty_body_async:
+        # A random order with nothing to wait for: recorded durably, answered at once,
+        # processed right after (GET its Location for the outcome).
+        outcome = rt.intake.run_recorded(None, None, 0.0)
+        return _accepted(outcome if isinstance(outcome, int) else outcome.id, False)
     if chave is None and not prefer.respond_async:
         return _created(rt.intake.run_direct(order))
     limit = rt.settings.request_timeout
@@ -152,7 +162,7 @@ def get_pedido(pedido_id: int) -> Response:
     return json_response(_solicitacao_out(pedido_id))
 
 
-def report_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
+def report_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoNomeado], str | None]:
     """A page of the report, or 422 when the cursor was not one of ours."""
     try:
         return pedidos_page(session, query)
@@ -202,6 +212,7 @@ def get_status() -> Response:
             accepting=rt.accepting,
             processor=ProcessorOut(**processor),
             database=DatabaseTotals(**vars(totals)),
+            database_id=rt.database_id(),
         )
     )
 

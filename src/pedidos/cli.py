@@ -1,44 +1,122 @@
-"""The `pedidos` command: init-db, seed, simulate, serve, bench (and Flask's run, routes)."""
+"""The `pedidos` command: init-db, seed, simulate, serve and bench."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import logging
+import os
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup
-from sqlalchemy.exc import SQLAlchemyError
+import httpx
+from flask import Flask
 from werkzeug.serving import make_server
 
 from pedidos.app import create_app
-from pedidos.db import upgrade_schema
-from pedidos.devserver import ProblemRequestHandler
+from pedidos.config import DEFAULT_DATABASE_URL, Settings
+from pedidos.db import (
+    database_identity,
+    describe_url,
+    migrate,
+    newest_revision,
+    schema_revision,
+)
+from pedidos.devserver import JsonProblemRequestHandler, ProblemRequestHandler
+from pedidos.diagnosis import SchemaNotCurrent, explain
 from pedidos.invariants import check_after_load, take_ledger
-from pedidos.logs import configure_logging
-from pedidos.runtime import current_runtime
+from pedidos.logs import configure_logging, uses_json
+from pedidos.runtime import Runtime
 from pedidos.safety import database_problems
-from pedidos.seed import has_data, reset, seed
+from pedidos.seed import has_data, reset, seed, seed_pedidos
 from pedidos.simulate import run_simulation
 from pedidos.token_cli import token
 
+serve_log = logging.getLogger("pedidos.serve")
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_version_option=False)
-def cli() -> None:
+
+@dataclass
+class CliState:
+    """What the commands share: --debug, and the app (built on first use, or given by tests)."""
+
+    debug: bool = False
+    app: Flask | None = None
+
+    def the_app(self) -> Flask:
+        if self.app is None:
+            self.app = create_app()
+        return self.app
+
+    def runtime(self) -> Runtime:
+        found: Runtime = self.the_app().extensions["pedidos"]
+        return found
+
+    def database_url(self) -> str:
+        if self.app is not None:
+            return self.runtime().settings.database_url
+        return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def state() -> CliState:
+    found = click.get_current_context().find_object(CliState)
+    assert found is not None, "the pedidos group creates it"
+    return found
+
+
+class PedidosGroup(click.Group):
+    """Commands whose mistakes read as one or two lines, not as a traceback (unless --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as error:
+            current = ctx.find_object(CliState) or CliState()
+            if current.debug or ctx.params.get("debug"):
+                raise
+            lines = explain(error, current.database_url())
+            if lines is None:
+                lines = [
+                    f"error: {type(error).__name__}: {error}"[:500],
+                    "run again with `pedidos --debug ...` for the traceback",
+                ]
+            for line in lines:
+                click.echo(line if line.startswith("error") else f"error: {line}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=PedidosGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version("pedidos"), "--version", "-V", prog_name="pedidos")
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Pedidos: concurrent, transactional purchase-order processing.
 
     \b
     Examples:
-      pedidos init-db && pedidos seed --clientes 1000 --produtos 200
+      pedidos init-db && pedidos seed --clientes 1000 --produtos 200 --pedidos 5000
       pedidos serve --port 5000        # the dashboard is at http://127.0.0.1:5000/
       pedidos simulate --pedidos 1000 --concorrencia 50
       pedidos bench matrix --databases mariadb
-    Configure with DATABASE_URL and PEDIDOS_* variables (see README).
+    Configure with DATABASE_URL and PEDIDOS_* variables (see docs/cli.md).
     """
+    if not isinstance(ctx.obj, CliState):
+        ctx.obj = CliState()
+    ctx.obj.debug = ctx.obj.debug or debug
+
+
+def require_current_schema(runtime: Runtime) -> None:
+    """Raise SchemaNotCurrent unless the database is at the newest migration."""
+    current, newest = schema_revision(runtime.engine), newest_revision()
+    if current != newest:
+        raise SchemaNotCurrent(runtime.settings.database_url, current, newest)
 
 
 cli.add_command(token)
@@ -46,15 +124,19 @@ cli.add_command(token)
 
 @cli.command("init-db")
 def init_db() -> None:
-    """Create or upgrade the schema (Alembic migrations); safe to run again.
+    """Create or upgrade the schema (Alembic migrations) and say what changed.
+
+    Safe to run again: an up-to-date database is left as it is.
 
     \b
     Examples:
       pedidos init-db
       DATABASE_URL='mysql+pymysql://root@127.0.0.1:3306/pedidos' pedidos init-db
     """
-    upgrade_schema(current_runtime().settings.database_url)
-    click.echo("schema is up to date")
+    database_url = state().database_url()
+    Settings.from_env({**os.environ, "DATABASE_URL": database_url})  # settings mistakes first
+    change = migrate(database_url)
+    click.echo(f"{describe_url(database_url)}: {change.describe()}")
 
 
 JSON_OPTION = click.option(
@@ -78,8 +160,36 @@ def print_summary(title: str, rows: dict[str, object], as_json: bool) -> None:
 
 
 @cli.command("seed")
-@click.option("--clientes", default=1000, show_default=True, type=click.IntRange(0, 10_000_000))
-@click.option("--produtos", default=200, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option(
+    "--clientes",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0, 10_000_000),
+    help="How many clientes to add, each with a random saldo.",
+)
+@click.option(
+    "--produtos",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, 10_000_000),
+    help="How many produtos to add, each with a preco and estoque.",
+)
+@click.option(
+    "--pedidos",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100_000_000),
+    help="Past orders to create over the last days, debiting saldo and estoque as real "
+    "orders do (counters and summaries included); they spend at most half of each "
+    "cliente's saldo, so fewer may fit.",
+)
+@click.option(
+    "--dias",
+    default=7,
+    show_default=True,
+    type=click.IntRange(1, 3650),
+    help="How many days back the past orders are spread over.",
+)
 @click.option(
     "--seed", "random_seed", default=None, type=int, help="Random seed (repeatable data)."
 )
@@ -91,53 +201,102 @@ def print_summary(title: str, rows: dict[str, object], as_json: bool) -> None:
 def seed_command(
     clientes: int,
     produtos: int,
+    pedidos: int,
+    dias: int,
     random_seed: int | None,
     wipe: bool,
     if_empty: bool,
     as_json: bool,
 ) -> None:
-    """Populate clientes and produtos with realistic Brazilian demo data.
+    """Populate clientes, produtos and (optionally) past pedidos with Brazilian demo data.
 
     \b
     Examples:
-      pedidos seed --clientes 100000 --produtos 100000 --seed 7 --reset
+      pedidos seed --clientes 1000 --produtos 200 --pedidos 5000
+      pedidos seed --clientes 100000 --produtos 100000 --pedidos 100000 --seed 7 --reset
       pedidos seed --if-empty --json
     """
-    engine = current_runtime().engine
+    runtime = state().runtime()
+    require_current_schema(runtime)
+    engine = runtime.engine
     if wipe:
         reset(engine)
     elif if_empty and has_data(engine):
         print_summary("not seeding: database already has clientes", {"seeded": False}, as_json)
         return
     started = time.perf_counter()
-    with click.progressbar(length=clientes + produtos, label="seeding", file=sys.stderr) as bar:
+    with click.progressbar(length=clientes + produtos, label="catálogo", file=sys.stderr) as bar:
         report = seed(engine, clientes, produtos, random_seed, progress=bar.update)
+    placed = 0
+    if pedidos:
+        with click.progressbar(length=pedidos, label="pedidos", file=sys.stderr) as bar:
+            placed = seed_pedidos(engine, pedidos, dias, random_seed, progress=bar.update)
     seconds = time.perf_counter() - started
+    rows = report.clientes + report.produtos + placed
     print_summary(
-        f"seeded {report.clientes} clientes and {report.produtos} produtos",
+        f"seeded {report.clientes} clientes, {report.produtos} produtos and {placed} pedidos",
         {
             "seeded": True,
+            "database": describe_url(runtime.settings.database_url),
             "clientes": report.clientes,
             "produtos": report.produtos,
+            "pedidos": placed,
+            # Past orders that found no budget or estoque left after a few picks.
+            "pedidos_skipped": pedidos - placed,
             "seconds": round(seconds, 2),
-            "rows_per_second": round((report.clientes + report.produtos) / seconds)
-            if seconds
-            else 0,
+            "rows_per_second": round(rows / seconds) if seconds else 0,
         },
         as_json,
     )
 
 
+def server_database(url: str, timeout: float) -> str:
+    """The database identity the server at `url` reports; exits when no server answers."""
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/status", timeout=min(timeout, 10.0))
+        response.raise_for_status()
+        identity = response.json().get("database_id")
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        click.echo(f"error: no Pedidos server answers at {url} ({type(error).__name__})", err=True)
+        click.echo("error: start one with `pedidos serve` (or pass --url)", err=True)
+        sys.exit(1)
+    return str(identity)
+
+
 @cli.command("simulate")
-@click.option("--pedidos", default=1000, show_default=True, type=click.IntRange(1, 10_000_000))
-@click.option("--concorrencia", default=50, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1, 600))
+@click.option(
+    "--pedidos",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="How many orders to send in total.",
+)
+@click.option(
+    "--concorrencia",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Simulated users sending orders at the same time.",
+)
+@click.option(
+    "--url",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Base URL of the Pedidos server to send the orders to.",
+)
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Seconds each request may take before it counts as failed.",
+)
 @click.option(
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Check the invariants in DATABASE_URL (the server's database, with no other traffic).",
+    help="Check the invariants afterwards, in the server's database. DATABASE_URL must point "
+    "at the same database as the server's; the command refuses otherwise.",
 )
 @JSON_OPTION
 def simulate_command(
@@ -145,24 +304,41 @@ def simulate_command(
 ) -> None:
     """Many simulated users buying at the same time over HTTP; then verify the invariants.
 
-    Exits 1 when an invariant is violated.
+    Exits 1 when requests do not reach the server or an invariant is violated.
 
     \b
     Examples:
       pedidos simulate --pedidos 1000 --concorrencia 50 --url http://127.0.0.1:5000
       pedidos simulate --pedidos 200 --no-verify --json
     """
-    sessions = current_runtime().read_sessions
+    remote = server_database(url, timeout)
+    checked = "not checked"
     if verify:
-        with sessions.begin() as session:
+        runtime = state().runtime()
+        where = describe_url(runtime.settings.database_url)
+        if database_identity(runtime.engine) != remote:
+            click.echo(
+                f"error: the server at {url} uses another database than {where} (DATABASE_URL)",
+                err=True,
+            )
+            click.echo(
+                "error: set DATABASE_URL to the server's database to verify it, or pass "
+                "--no-verify",
+                err=True,
+            )
+            sys.exit(2)
+        click.echo(f"database: {where} (the server's)", err=True)
+        with runtime.read_sessions.begin() as session:
             before = take_ledger(session)
     with click.progressbar(length=pedidos, label="ordering", file=sys.stderr) as bar:
         result = run_simulation(url, pedidos, concorrencia, timeout, progress=bar.update)
 
     broken: list[str] = []
     if verify:
-        with sessions.begin() as session:
+        with runtime.read_sessions.begin() as session:
             broken = check_after_load(session, before, result.acknowledged)
+        checked = "VIOLATED" if broken else "OK"
+    unreached = result.statuses.get("connection_error", 0)
     rows: dict[str, object] = {
         "pedidos": pedidos,
         "concorrencia": concorrencia,
@@ -176,8 +352,10 @@ def simulate_command(
         },
         "outcomes": dict(sorted(result.statuses.items())),
         "reasons": dict(sorted(result.reasons.items())),
-        "invariants": "not checked" if not verify else "VIOLATED" if broken else "OK",
+        "invariants": checked,
     }
+    if verify:
+        rows["checked_in"] = f"{where} (the server's database)"
     if broken:
         rows["violations"] = broken
     print_summary(
@@ -185,16 +363,36 @@ def simulate_command(
         rows,
         as_json,
     )
-    if broken:
+    if unreached:
+        click.echo(f"error: {unreached} of {pedidos} requests did not reach {url}", err=True)
+    if broken or unreached:
         sys.exit(1)
 
 
+def refuse(reason: str, hint: str) -> None:
+    click.echo(f"refusing to start: {reason}", err=True)
+    click.echo(hint, err=True)
+    sys.exit(2)
+
+
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0 picks a free one).",
+)
 def serve(host: str, port: int) -> None:
     """Serve the API and the dashboard with a threaded server (debugger off).
 
+    Checks first that the database answers and is migrated, and refuses to start otherwise.
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
     For production use gunicorn (see README).
 
@@ -203,19 +401,33 @@ def serve(host: str, port: int) -> None:
       pedidos serve                       # http://127.0.0.1:5000/
       pedidos serve --host 0.0.0.0 --port 8080
     """
-    runtime = current_runtime()
+    current = state()
+    runtime = current.runtime()
     configure_logging(runtime.settings.log_format)
+    as_json = uses_json(runtime.settings.log_format)
+
+    def say(message: str, **fields: object) -> None:
+        # Off a terminal the log is JSON lines only, so these lines become log records too.
+        if as_json:
+            serve_log.info(message, extra=fields)
+        else:
+            click.echo(f" * {message}", err=True)
+
+    where = describe_url(runtime.settings.database_url)
+    say(f"database: {where}", database=where)
     try:
+        require_current_schema(runtime)
         unsafe = database_problems(runtime.engine)
-    except SQLAlchemyError as error:
-        click.echo(f"warning: database not reachable yet ({error.__class__.__name__})", err=True)
-        unsafe = []
+    except Exception as error:
+        lines = explain(error, runtime.settings.database_url)
+        if lines is None or current.debug:
+            raise
+        refuse(lines[0], "\n".join(lines[1:]))
     if unsafe:
-        for problem in unsafe:
-            click.echo(f"refusing to start: {problem}", err=True)
-        sys.exit(2)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    server = make_server(host, port, app, threaded=True, request_handler=ProblemRequestHandler)
+        refuse("; ".join(unsafe), "fix the database settings named above")
+    app = current.the_app()
+    handler = JsonProblemRequestHandler if as_json else ProblemRequestHandler
+    server = make_server(host, port, app, threaded=True, request_handler=handler)
     stopping = threading.Event()
 
     def drain_then_stop() -> None:
@@ -225,17 +437,18 @@ def serve(host: str, port: int) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         if not stopping.is_set():
             stopping.set()
-            click.echo(f" * {signal.Signals(signum).name}: draining, then exiting", err=True)
+            say(f"{signal.Signals(signum).name}: draining, then exiting")
             threading.Thread(target=drain_then_stop, name="pedidos-drain").start()
 
     if runtime.recovery is not None:
         runtime.recovery.start()  # requests a crash left behind are picked up from now on
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    click.echo(f" * Pedidos on http://{host}:{server.server_port} (Ctrl-C drains and stops)")
+    url = f"http://{host}:{server.server_port}"
+    say(f"Pedidos on {url} (Ctrl-C drains and stops)", url=url)
     server.serve_forever()
     runtime.close()
-    click.echo(" * stopped: every accepted order finished", err=True)
+    say("stopped: every accepted order finished")
 
 
 BENCHMARKS = ("matrix", "reads", "soak")
@@ -243,7 +456,6 @@ BENCHMARKS = ("matrix", "reads", "soak")
 
 @cli.command(
     "bench",
-    with_appcontext=False,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.argument("benchmark", type=click.Choice(BENCHMARKS), required=False)

@@ -83,6 +83,9 @@ class Settings:
     read_pool_size: int = 4
     read_timeout: float = 5.0
     csv_exports: int = 2
+    # A bodiless POST /pedido (a random order) is recorded durably and answered 202 at once,
+    # as scripts that fire many and count 202s expect; off: it waits and answers 201 or 409.
+    empty_body_async: bool = True
 
     @property
     def pool_size(self) -> int:
@@ -129,6 +132,7 @@ class Settings:
             read_pool_size=_number(env, "PEDIDOS_READ_POOL_SIZE", cls.read_pool_size, 1),
             read_timeout=_number(env, "PEDIDOS_READ_TIMEOUT", cls.read_timeout, 0.01),
             csv_exports=_number(env, "PEDIDOS_CSV_EXPORTS", cls.csv_exports, 1),
+            empty_body_async=_choice(env, "PEDIDOS_EMPTY_BODY_ASYNC", ("on", "off")) == "on",
         )
 
 

@@ -10,21 +10,38 @@ import csv
 import io
 import os
 from collections.abc import Iterator
+from datetime import UTC, timedelta
 
-from flask import Blueprint, Response, render_template, stream_with_context
+from flask import Blueprint, Response, jsonify, render_template, stream_with_context
 
 from pedidos.api import report_page
-from pedidos.formatting import brl, data_hora, inteiro
+from pedidos.formatting import (
+    MOTIVOS,
+    RESULTADOS,
+    brl,
+    data_hora,
+    inteiro,
+    motivo,
+    utc_text,
+)
 from pedidos.http_input import read_query
+from pedidos.models import utc_now
 from pedidos.problems import Problem
-from pedidos.relatorio import clientes_page, pedidos_page, produtos_page, resumo
+from pedidos.relatorio import (
+    clientes_page,
+    pedidos_page,
+    pedidos_por_segundo,
+    produtos_page,
+    resumo,
+)
 from pedidos.runtime import current_runtime
-from pedidos.schemas import PageQuery, RelatorioQuery
+from pedidos.schemas import PageQuery, RelatorioQuery, VazaoQuery
 from pedidos.tallies import read_totals
 
 CATALOG_PAGE = 10
 REPORT_PAGE = 20
 CSV_PAGE = 200
+CHART_SECONDS = 120
 
 dashboard = Blueprint(
     "dashboard",
@@ -38,6 +55,7 @@ dashboard = Blueprint(
 dashboard.add_app_template_filter(brl, "brl")
 dashboard.add_app_template_filter(inteiro, "inteiro")
 dashboard.add_app_template_filter(data_hora, "data_hora")
+dashboard.add_app_template_filter(motivo, "motivo")
 
 
 @dashboard.get("/")
@@ -59,7 +77,24 @@ def index() -> str:
         clientes=clientes,
         produtos=produtos,
         admin_token_required=runtime.settings.admin_token is not None,
+        rotulos={"motivos": MOTIVOS, "resultados": RESULTADOS},
+        chart_seconds=CHART_SECONDS,
     )
+
+
+@dashboard.get("/painel/vazao")
+def vazao() -> Response:
+    """Committed orders per second over the last whole seconds, from the database.
+
+    `fim` is the end of the window in Unix seconds (the current second is still filling,
+    so it is left out); the page asks for the whole window once, then the last few seconds.
+    """
+    query = read_query(VazaoQuery)
+    fim = utc_now().replace(microsecond=0)
+    inicio = fim - timedelta(seconds=query.segundos)
+    with current_runtime().read_sessions.begin() as session:
+        valores = pedidos_por_segundo(session, inicio, query.segundos)
+    return jsonify({"fim": int(fim.replace(tzinfo=UTC).timestamp()), "valores": valores})
 
 
 def _report_query(limit: int) -> RelatorioQuery:
@@ -133,8 +168,10 @@ def relatorio_csv() -> Response:
                 "pedido_id",
                 "criado_em",
                 "cliente_id",
+                "cliente_nome",
                 "total",
                 "produto_id",
+                "produto_nome",
                 "quantidade",
                 "preco_unitario",
                 "subtotal",
@@ -148,10 +185,12 @@ def relatorio_csv() -> Response:
                     writer.writerow(
                         [
                             pedido.id,
-                            pedido.criado_em.isoformat(),
+                            utc_text(pedido.criado_em),
                             pedido.cliente_id,
+                            pedido.cliente_nome,
                             f"{pedido.total:.2f}",
                             item.produto_id,
+                            item.produto_nome,
                             item.quantidade,
                             f"{item.preco_unitario:.2f}",
                             f"{item.subtotal:.2f}",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 # Below MariaDB's default wait_timeout (8 h) and any proxy idle cut-off we are likely to meet.
@@ -95,3 +100,76 @@ def alembic_config(database_url: str) -> Config:
 def upgrade_schema(database_url: str) -> None:
     """Create or upgrade the schema to the newest migration."""
     command.upgrade(alembic_config(database_url), "head")
+
+
+def newest_revision() -> str:
+    """The revision the shipped migrations lead to."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "the package ships its migrations"
+    return head
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The migration the database is at; None when it was never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """What `migrate` did: revisions before and after (None: there was no schema)."""
+
+    before: str | None
+    after: str | None
+
+    def describe(self) -> str:
+        if self.before == self.after:
+            return f"already current at revision {self.after}: nothing to do"
+        if self.before is None:
+            return f"created the schema (revision {self.after})"
+        return f"upgraded from revision {self.before} to {self.after}"
+
+
+def migrate(database_url: str) -> SchemaChange:
+    """Upgrade to the newest migration and say what changed."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        before = schema_revision(engine)
+        upgrade_schema(database_url)
+        return SchemaChange(before, schema_revision(engine))
+    finally:
+        engine.dispose()
+
+
+def describe_url(database_url: str) -> str:
+    """The URL with its password masked; a SQLite file also with its absolute path."""
+    url = make_url(database_url)
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return f"{shown} ({os.path.abspath(url.database)})"
+    return shown
+
+
+def database_identity(engine: Engine) -> str:
+    """A short fingerprint of the database itself, the same from every client that reaches it.
+
+    Two processes compare it to know that they work on one database, whatever URL (host
+    alias, relative path) each was given. It reveals no host name or path.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql("PRAGMA database_list").all()
+            path = next((row[2] for row in rows if row[1] == "main"), "") or ":memory:"
+            parts = ["sqlite", os.path.realpath(path) if path != ":memory:" else f"mem{id(engine)}"]
+        else:
+            row = connection.execute(
+                text("SELECT @@hostname, @@port, @@datadir, @@server_id, DATABASE()")
+            ).one()
+            parts = [engine.dialect.name, *(str(value) for value in row)]
+            # Galera nodes are one database: name the cluster, not the node.
+            cluster = connection.execute(
+                text("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'")
+            ).first()
+            if cluster is not None and cluster[1]:
+                parts = [engine.dialect.name, "galera", str(cluster[1]), str(row[4])]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]

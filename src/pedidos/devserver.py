@@ -9,6 +9,7 @@ from http import HTTPStatus
 from werkzeug.serving import WSGIRequestHandler
 
 from pedidos.guards import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from pedidos.logs import JsonAccessLog
 from pedidos.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 
 
@@ -41,3 +42,7 @@ class ProblemRequestHandler(WSGIRequestHandler):
         self.end_headers()
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
             self.wfile.write(body)
+
+
+class JsonProblemRequestHandler(JsonAccessLog, ProblemRequestHandler):
+    """Both: access lines as JSON records, server errors as problem documents."""

@@ -24,3 +24,32 @@ def data_hora(moment: datetime) -> str:
     """A stored (naive UTC) or aware time → '29/11/2026 15:30:12 UTC'."""
     utc = moment.astimezone(UTC) if moment.tzinfo else moment
     return utc.strftime("%d/%m/%Y %H:%M:%S") + " UTC"
+
+
+def utc_text(moment: datetime) -> str:
+    """ISO 8601 ending in Z, as the JSON API writes times: '2026-11-29T15:30:12.123456Z'."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+# What the dashboard shows for the service's machine-readable keys.
+MOTIVOS = {
+    "saldo_insuficiente": "saldo insuficiente",
+    "estoque_insuficiente": "estoque insuficiente",
+    "cliente_nao_encontrado": "cliente não encontrado",
+    "produto_nao_encontrado": "produto não encontrado",
+    "sem_dados": "sem clientes ou produtos",
+    "rejeitado": "rejeitado",
+}
+RESULTADOS = {
+    "concluido": "concluídos",
+    "rejeitado": "rejeitados",
+    "sobrecarga": "recusados por sobrecarga",
+    "desligando": "recusados (desligando)",
+    "falhou": "falhas",
+}
+
+
+def motivo(key: str) -> str:
+    """'saldo_insuficiente' → 'saldo insuficiente'; an unknown key keeps its words."""
+    return MOTIVOS.get(key, key.replace("_", " "))

@@ -151,11 +151,13 @@ class Preferences:
 
     respond_async: bool = False
     wait: float | None = None
+    # return=representation: the caller wants the outcome in this response (no bare 202).
+    representation: bool = False
 
 
 def read_prefer() -> Preferences:
     """Parse every Prefer header; unknown or malformed preferences are ignored (RFC 7240)."""
-    respond_async, wait = False, None
+    respond_async, wait, representation = False, None, False
     for header in request.headers.getlist("Prefer"):
         for preference in header.split(","):
             name, _, value = preference.split(";")[0].strip().partition("=")
@@ -164,4 +166,6 @@ def read_prefer() -> Preferences:
                 respond_async = True
             elif name == "wait" and WAIT_SECONDS.fullmatch(value):
                 wait = float(value)
-    return Preferences(respond_async, wait)
+            elif name == "return" and value.lower() == "representation":
+                representation = True
+    return Preferences(respond_async, wait, representation)

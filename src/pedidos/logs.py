@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Flask, Response, request
+from werkzeug.serving import WSGIRequestHandler
 
 from pedidos.config import LogFormat
 from pedidos.tracing import request_id
@@ -56,20 +57,63 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{current}]" if current else line
 
 
+def uses_json(log_format: LogFormat) -> bool:
+    """JSON when asked, or on `auto` when stderr is not a terminal (a file, a collector)."""
+    return log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+
+
+# Our loggers and Werkzeug's at INFO; every other library's warnings and errors (SQLAlchemy's
+# pool, for one) reach the root logger, which would otherwise print them as bare text.
+_LEVELS = {"pedidos": logging.INFO, "werkzeug": logging.INFO, "": logging.WARNING}
+
+
 def configure_logging(log_format: LogFormat) -> None:
-    """Send the `pedidos` loggers to stderr in the chosen format (once per process)."""
-    logger = logging.getLogger("pedidos")
-    if any(getattr(h, "pedidos_handler", False) for h in logger.handlers):
-        return
-    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler()
-    handler.pedidos_handler = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
-    )
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    """Send every log record to stderr in one format, JSON or text (once per process)."""
+    use_json = uses_json(log_format)
+    for name, level in _LEVELS.items():
+        logger = logging.getLogger(name)
+        if any(getattr(h, "pedidos_handler", False) for h in logger.handlers):
+            continue
+        handler = logging.StreamHandler()
+        handler.pedidos_handler = True  # type: ignore[attr-defined]
+        handler.setFormatter(
+            JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        if name:
+            logger.propagate = False
+
+
+access_log = logging.getLogger("pedidos.access")
+
+
+class JsonAccessLog(WSGIRequestHandler):
+    """Werkzeug's request handler with its access and error lines as plain structured records.
+
+    Werkzeug writes access lines of its own, coloured with ANSI codes; through the `pedidos`
+    logger they become JSON lines like every other, with the request id.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = getattr(self, "path", None)
+        access_log.info(
+            "%s %s %s",
+            self.command,
+            path,
+            code,
+            extra={
+                "method": self.command,
+                "path": path,
+                "status": int(code) if str(code).isdigit() else str(code),
+                "bytes": int(size) if str(size).isdigit() else None,
+                "remote_addr": self.address_string(),
+            },
+        )
+
+    def log(self, type: str, message: str, *args: object) -> None:
+        level = logging.ERROR if type == "error" else logging.INFO
+        access_log.log(level, message, *args, extra={"remote_addr": self.address_string()})
 
 
 def register_request_ids(app: Flask) -> None:

@@ -28,7 +28,9 @@ def expose() -> Response:
         body = generate_latest(registry)
     else:
         body = generate_latest()
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: the constant already carries its charset, and mimetype
+    # would append a second one.
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def instrument_http(app: Flask) -> None:

@@ -39,6 +39,16 @@ REJECTION_STATUS: dict[type[PedidoRejeitado], int] = {
 }
 
 
+# Titles are English like every other problem's; the domain nouns stay as the API names them.
+REJECTION_TITLE: dict[str, str] = {
+    ClienteNaoEncontrado.reason: "Cliente not found",
+    ProdutoNaoEncontrado.reason: "Produto not found",
+    EstoqueInsuficiente.reason: "Insufficient estoque",
+    SaldoInsuficiente.reason: "Insufficient saldo",
+    NadaParaSimular.reason: "Nothing to order from",
+}
+
+
 class Problem(Exception):
     """An error the API answers with a problem document instead of a result."""
 
@@ -77,7 +87,7 @@ def rejection_problem(rejection: PedidoRejeitado) -> Problem:
     """The problem for a business rejection; its facts become extension members."""
     status = REJECTION_STATUS.get(type(rejection), 409)
     slug = rejection.reason.replace("_", "-")
-    title = rejection.reason.replace("_", " ").capitalize()
+    title = REJECTION_TITLE.get(rejection.reason, "Order rejected")
     facts = redact_rejection(
         {"reason": rejection.reason, "detail": str(rejection), **rejection.details()}
     )
@@ -91,7 +101,8 @@ def _http_problem(error: HTTPException) -> Problem:
     # Keep protocol headers such as 405's Allow; the body becomes a problem document.
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     slug = name.lower().replace(" ", "-")
-    return Problem(status, slug, name, error.description or name, headers=headers)
+    title = name[:1] + name[1:].lower()  # sentence case, like every other problem title
+    return Problem(status, slug, title, error.description or name, headers=headers)
 
 
 def register_error_handlers(app: Flask) -> None:

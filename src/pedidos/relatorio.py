@@ -6,11 +6,22 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from pedidos.lookup import PEDIDO_COLUMNS, with_itens
@@ -20,13 +31,15 @@ from pedidos.schemas import (
     ClienteOut,
     ClientePage,
     ClienteResumo,
-    PedidoOut,
+    ItemNomeado,
+    PedidoNomeado,
     ProdutoOut,
     ProdutoPage,
     ProdutoResumo,
     RelatorioQuery,
     ResumoOut,
 )
+from pedidos.service import PedidoResult
 from pedidos.tallies import read_totals
 
 ZERO = Decimal("0.00")
@@ -38,28 +51,39 @@ class CursorInvalido(ValueError):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Position after the last order of a page, in (criado_em, id) descending order."""
+    """Position after the last order of a page, in (criado_em, id) descending order, and
+    the page size it was asked with: a `cursor=`-only request keeps the same limit."""
 
     criado_em: datetime
     id: int
+    limit: int | None = None
 
     def encode(self) -> str:
-        raw = json.dumps([self.criado_em.isoformat(), self.id]).encode()
+        raw = json.dumps([self.criado_em.isoformat(), self.id, self.limit]).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            moment, pedido_id = json.loads(raw)
+            moment, pedido_id, *rest = json.loads(raw)
             criado_em = datetime.fromisoformat(moment)
         except (binascii.Error, ValueError, TypeError) as error:
             raise CursorInvalido("cursor is not valid") from error
-        # Only what encode() produces: a naive UTC time and an id a BIGINT can hold.
-        valid_id = isinstance(pedido_id, int) and not isinstance(pedido_id, bool)
-        if not valid_id or not 0 <= pedido_id <= MAX_ID or criado_em.tzinfo is not None:
+        limit = rest[0] if len(rest) == 1 else None  # optional: the query's limit applies
+        # Only what encode() produces: a naive UTC time, an id a BIGINT can hold, a page size.
+        valid_id = _whole(pedido_id) and 0 <= pedido_id <= MAX_ID
+        valid_limit = limit is None or (_whole(limit) and 1 <= limit <= MAX_PAGE)
+        if len(rest) > 1 or not valid_id or not valid_limit or criado_em.tzinfo is not None:
             raise CursorInvalido("cursor is not valid")
-        return cls(criado_em, pedido_id)
+        return cls(criado_em, pedido_id, limit)
+
+
+MAX_PAGE = 200
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
@@ -73,8 +97,8 @@ def _pedido_filters(query: RelatorioQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOut], str | None]:
-    """One page of successful orders, newest first, with their items."""
+def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoNomeado], str | None]:
+    """One page of successful orders, newest first, with their items and names."""
     statement = select(*PEDIDO_COLUMNS).where(*_pedido_filters(query))
     if query.produto_id is not None:
         statement = statement.where(
@@ -82,8 +106,11 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
                 ItemPedido.pedido_id == Pedido.id, ItemPedido.produto_id == query.produto_id
             )
         )
+    limit = query.limit
     if query.cursor is not None:
         after = Cursor.decode(query.cursor)
+        if after.limit is not None and "limit" not in query.model_fields_set:
+            limit = after.limit
         statement = statement.where(
             or_(
                 Pedido.criado_em < after.criado_em,
@@ -91,13 +118,47 @@ def pedidos_page(session: Session, query: RelatorioQuery) -> tuple[list[PedidoOu
             )
         )
     rows = session.execute(
-        statement.order_by(Pedido.criado_em.desc(), Pedido.id.desc()).limit(query.limit + 1)
+        statement.order_by(Pedido.criado_em.desc(), Pedido.id.desc()).limit(limit + 1)
     ).all()
-    has_more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    page = [PedidoOut.of(pedido) for pedido in with_itens(session, rows)]
-    next_cursor = Cursor(rows[-1].criado_em, rows[-1].id).encode() if has_more else None
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    page = _named(session, with_itens(session, rows))
+    next_cursor = Cursor(rows[-1].criado_em, rows[-1].id, limit).encode() if has_more else None
     return page, next_cursor
+
+
+def _named(session: Session, pedidos: list[PedidoResult]) -> list[PedidoNomeado]:
+    """The orders with their cliente's and produtos' names, read in one query each."""
+    cliente_ids = {p.cliente_id for p in pedidos}
+    produto_ids = {i.produto_id for p in pedidos for i in p.itens}
+    clientes: dict[int, str] = {}
+    produtos: dict[int, str] = {}
+    if cliente_ids:
+        query = select(Cliente.id, Cliente.nome).where(Cliente.id.in_(cliente_ids))
+        clientes.update((row.id, row.nome) for row in session.execute(query))
+    if produto_ids:
+        query = select(Produto.id, Produto.nome).where(Produto.id.in_(produto_ids))
+        produtos.update((row.id, row.nome) for row in session.execute(query))
+    return [
+        PedidoNomeado(
+            id=p.id,
+            cliente_id=p.cliente_id,
+            cliente_nome=clientes.get(p.cliente_id, ""),
+            total=p.total,
+            criado_em=p.criado_em,
+            itens=[
+                ItemNomeado(
+                    produto_id=i.produto_id,
+                    produto_nome=produtos.get(i.produto_id, ""),
+                    quantidade=i.quantidade,
+                    preco_unitario=i.preco_unitario,
+                    subtotal=i.subtotal,
+                )
+                for i in p.itens
+            ],
+        )
+        for p in pedidos
+    ]
 
 
 def resumo(session: Session, query: RelatorioQuery) -> ResumoOut:
@@ -211,3 +272,28 @@ def produtos_page(session: Session, after: int, limit: int) -> ProdutoPage:
         ProdutoOut(id=r.id, nome=r.nome, preco=r.preco, estoque=r.estoque) for r in rows[:limit]
     ]
     return ProdutoPage(produtos=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+def pedidos_por_segundo(session: Session, inicio: datetime, segundos: int) -> list[int]:
+    """Committed orders in each whole second from `inicio` (naive UTC), all instances.
+
+    Counted in SQL per second on the criado_em index, so the answer is `segundos` numbers
+    however many orders there were.
+    """
+    inicio = inicio.replace(microsecond=0)
+    fim = inicio + timedelta(seconds=segundos)
+    if session.get_bind().dialect.name == "sqlite":
+        epoch = int(inicio.replace(tzinfo=UTC).timestamp())
+        offset: ColumnElement[Any] = cast(func.strftime("%s", Pedido.criado_em), Integer) - epoch
+    else:
+        offset = func.timestampdiff(text("SECOND"), inicio, Pedido.criado_em)
+    bucket = offset.label("segundo")
+    counts = [0] * segundos
+    for segundo, quantos in session.execute(
+        select(bucket, func.count())
+        .where(Pedido.criado_em >= inicio, Pedido.criado_em < fim)
+        .group_by(bucket)
+    ):
+        if segundo is not None and 0 <= int(segundo) < segundos:
+            counts[int(segundo)] = int(quantos)
+    return counts

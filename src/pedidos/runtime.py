@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
+from pedidos.db import database_identity
 from pedidos.intake import Intake
 from pedidos.processor import PedidoProcessor
 from pedidos.reads import Reads
@@ -34,6 +35,13 @@ class Runtime:
     _requests: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
+    _database_id: str | None = None
+
+    def database_id(self) -> str:
+        """The database's fingerprint, read once (it cannot change under a running engine)."""
+        if self._database_id is None:
+            self._database_id = database_identity(self.engine)
+        return self._database_id
 
     @cached_property
     def intake(self) -> Intake:

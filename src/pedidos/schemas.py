@@ -101,6 +101,10 @@ class RelatorioQuery(QueryInput):
     top: Annotated[int, Field(ge=1, le=100)] = 10
 
 
+class VazaoQuery(QueryInput):
+    segundos: Annotated[int, Field(ge=1, le=600)] = 120
+
+
 class ItemOut(BaseModel):
     produto_id: int
     quantidade: int
@@ -134,6 +138,17 @@ class PedidoOut(BaseModel):
         )
 
 
+class ItemNomeado(ItemOut):
+    produto_nome: str
+
+
+class PedidoNomeado(PedidoOut):
+    """A report row: the order with the names of its cliente and produtos."""
+
+    cliente_nome: str
+    itens: list[ItemNomeado]  # type: ignore[assignment]
+
+
 class ProdutoResumo(BaseModel):
     produto_id: int
     nome: str
@@ -157,7 +172,7 @@ class ResumoOut(BaseModel):
 
 
 class RelatorioOut(BaseModel):
-    pedidos: list[PedidoOut]
+    pedidos: list[PedidoNomeado]
     next_cursor: str | None
     resumo: ResumoOut | None
 
@@ -220,8 +235,17 @@ class InstanceOut(BaseModel):
 class StatusOut(BaseModel):
     instance: InstanceOut = Field(description="Whose figures `processor` and `accepting` are")
     accepting: bool = Field(description="False while this process drains for shutdown")
-    processor: ProcessorOut = Field(description="This process's pool, since it started")
-    database: DatabaseTotals = Field(description="Every instance sharing the database")
+    processor: ProcessorOut = Field(
+        description="Per process: this process's pool since it started (a restart zeroes it; "
+        "other instances have their own)"
+    )
+    database: DatabaseTotals = Field(
+        description="Database-wide: every instance sharing the database, across restarts"
+    )
+    database_id: str = Field(
+        description="Fingerprint of the database this instance uses (no host or path in it): "
+        "tools compare it to know they look at the same database"
+    )
 
 
 class SolicitacaoOut(BaseModel):
@@ -271,6 +295,10 @@ class SimulacaoOut(BaseModel):
     invariants_ok: bool | None = Field(description="None while running, or if it failed")
     violations: list[str]
     error: str | None = Field(description="Why the simulation could not finish, if it failed")
+
+
+class SimulacaoList(BaseModel):
+    simulacoes: list[SimulacaoOut]
 
 
 class HealthOut(BaseModel):

@@ -70,7 +70,9 @@ def run_simulation(
         while take_one():
             started = time.perf_counter()
             try:
-                response = client.post("/pedido")
+                # return=representation: wait for the outcome (201 or a rejection), instead of
+                # the immediate 202 a bare bodiless POST gets.
+                response = client.post("/pedido", headers={"Prefer": "return=representation"})
                 status, body = str(response.status_code), response.json()
             except (httpx.HTTPError, ValueError) as error:
                 status, body = "connection_error", {"reason": type(error).__name__}
@@ -82,7 +84,8 @@ def run_simulation(
                     result.acknowledged.append(int(body["id"]))
                 elif isinstance(body, dict):
                     result.reasons[str(body.get("reason") or body.get("title") or status)] += 1
-            progress(1)
+                # Inside the lock, so that the progress shown only ever moves forward.
+                progress(1)
 
     with httpx.Client(base_url=url, timeout=timeout, limits=limits) as client:
         started = time.perf_counter()

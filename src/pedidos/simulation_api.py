@@ -10,7 +10,7 @@ from pedidos.http_input import read_json_body
 from pedidos.openapi import Operation, operation
 from pedidos.problems import Problem
 from pedidos.runtime import current_runtime
-from pedidos.schemas import MAX_ID, LatencyOut, SimulacaoIn, SimulacaoOut
+from pedidos.schemas import MAX_ID, LatencyOut, SimulacaoIn, SimulacaoList, SimulacaoOut
 from pedidos.simulations import SimulacaoEmAndamento, Simulation, SimulationPlan
 
 simulation_api = Blueprint("simulation_api", __name__)
@@ -75,6 +75,21 @@ def start_simulacao() -> Response:
     response = json_response(simulacao_out(simulation), 202)
     response.headers["Location"] = f"/simulacoes/{simulation.id}"
     return response
+
+
+@simulation_api.get("/simulacoes")
+@operation(
+    Operation(
+        summary="Recent simulations, newest first (running ones included)",
+        tag="simulacoes",
+        responses={200: SimulacaoList},
+    )
+)
+def list_simulacoes() -> Response:
+    recent = current_runtime().simulations.recent()
+    return json_response(
+        SimulacaoList(simulacoes=[SimulacaoOut.model_validate(state) for state in recent])
+    )
 
 
 @simulation_api.get("/simulacoes/<int:simulacao_id>")

@@ -34,6 +34,7 @@ from pedidos.simulate import SimulationResult
 log = logging.getLogger(__name__)
 
 KEPT = 100  # simulations whose results stay in the database
+LISTED = 10  # the latest ones that GET /simulacoes lists
 RESULT_TIMEOUT = 120.0
 PUBLISH_SECONDS = 0.5
 # A running simulation not heard from for this long belongs to an instance that died.
@@ -131,18 +132,29 @@ class Simulations:
 
     def get(self, simulation_id: int) -> dict[str, Any] | None:
         """The simulation's latest published state, from whichever instance runs it."""
+        found = self._states(Simulacao.id == simulation_id, limit=1)
+        return found[0] if found else None
+
+    def recent(self) -> list[dict[str, Any]]:
+        """The latest simulations' states, newest first, from every instance."""
+        return self._states(limit=LISTED)
+
+    def _states(self, *where: Any, limit: int) -> list[dict[str, Any]]:
         with self._read_sessions.begin() as session:
-            row = session.execute(
-                select(Simulacao.ativa, Simulacao.estado, Simulacao.atualizado_em).where(
-                    Simulacao.id == simulation_id
-                )
-            ).first()
-        if row is None:
-            return None
-        state: dict[str, Any] = json.loads(row.estado)
-        if state.get("running") and (row.ativa is None or row.atualizado_em < utc_now() - STALE):
-            state.update(running=False, error="the instance running it stopped")
-        return state
+            rows = session.execute(
+                select(Simulacao.ativa, Simulacao.estado, Simulacao.atualizado_em)
+                .where(*where)
+                .order_by(Simulacao.id.desc())
+                .limit(limit)
+            ).all()
+        states: list[dict[str, Any]] = []
+        for row in rows:
+            state: dict[str, Any] = json.loads(row.estado)
+            stale = row.ativa is None or row.atualizado_em < utc_now() - STALE
+            if state.get("running") and stale:
+                state.update(running=False, error="the instance running it stopped")
+            states.append(state)
+        return states
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop running simulations from sending, and wait for them to end (on shutdown)."""

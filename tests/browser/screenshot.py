@@ -1,7 +1,7 @@
 """Regenerate the README's dashboard screenshot (`make screenshot`).
 
-Seeds a throw-away SQLite database, serves the app, runs a simulation and one rejected
-order in headless Chromium, then saves the whole page.
+Seeds a throw-away SQLite database (past orders included), serves the app, runs a simulation
+and one rejected order in headless Chromium, then saves the whole page.
 
     python -m tests.browser.screenshot docs/dashboard.png
 """
@@ -17,7 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.db import make_engine, upgrade_schema
-from pedidos.seed import seed
+from pedidos.seed import seed, seed_pedidos
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import serving
 
@@ -28,6 +28,7 @@ def main(target: str) -> None:
         upgrade_schema(url)
         engine = make_engine(url)
         seed(engine, 300, 40, random_seed=11)
+        seed_pedidos(engine, 1000, random_seed=11)
         engine.dispose()
         app = create_app(Settings(database_url=url, recovery_interval=0))
         with serving(app) as base, sync_playwright() as playwright:

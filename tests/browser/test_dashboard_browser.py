@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
 from playwright.sync_api import Page, expect
 
 from tests.conftest import Store
@@ -81,7 +82,8 @@ def test_rejected_order_shows_why_and_accepted_one_its_total(page: Page, store: 
     form.get_by_label("Quantidade").fill("2")
     form.get_by_role("button", name="Enviar pedido").click()
     expect(outcome).to_contain_text(re.compile(r"Pedido #\d+ criado: total R\$\s2\.469,12"))
-    expect(page.locator("#relatorio")).to_contain_text("2 \u00d7 produto")
+    expect(page.locator("#relatorio")).to_contain_text("2 \u00d7 Televisor")
+    expect(page.locator("#relatorio")).to_contain_text("Cliente Rico")
     expect(page.locator("#clientes")).to_contain_text("R$\u00a02.530,88")
     expect(page.locator("#produtos")).to_contain_text("Televisor")
 
@@ -124,3 +126,64 @@ def test_keyboard_reaches_the_skip_link_first(page: Page) -> None:
         field_id = field.get_attribute("id")
         labelled = field.evaluate("node => node.labels.length")
         assert labelled == 1, f"input {field_id or field.get_attribute('name')} has no label"
+
+
+def test_docs_render_every_operation(page: Page, app: Flask) -> None:
+    document = app.test_client().get("/openapi.json").get_json()
+    operations = [
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    ]
+    page.goto("/docs")
+
+    blocks = page.locator(".opblock-summary")
+    expect(blocks).to_have_count(len(operations), timeout=30_000)
+    expect(page.get_by_text("Unable to render")).to_have_count(0)
+    shown = {
+        (
+            block.locator(".opblock-summary-method").inner_text().strip(),
+            block.locator(".opblock-summary-path").inner_text().strip().replace("\u200b", ""),
+        )
+        for block in blocks.all()
+    }
+    assert shown == set(operations)
+    expect(page.get_by_text("Place an order")).to_be_visible()
+
+
+def test_chart_starts_filled_from_the_database(page: Page, app: Flask, store: Store) -> None:
+    cliente = store.cliente("1000.00")
+    produto = store.produto("1.00", 1_000)
+    client = app.test_client()
+    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    for _ in range(30):
+        assert client.post("/pedido", json=body).status_code == 201
+    page.goto("/")
+
+    caption = page.locator("figcaption")
+    expect(caption).to_contain_text("contados no banco (todas as instâncias)")
+    # 30 orders over a two-minute window: an average of 0,25/s, shown as soon as it loads.
+    expect(page.locator("#vazao-media")).to_have_text("0,3")
+    expect(page.locator("#vazao")).to_have_attribute("aria-label", re.compile(r"média 0,3"))
+
+
+def test_latest_simulation_is_shown_in_portuguese_on_a_fresh_page(
+    page: Page, app: Flask, store: Store
+) -> None:
+    for i in range(5):
+        store.cliente("3.00", nome=f"Cliente {i}")
+    store.produto("2.00", 2, nome="Raro")
+    client = app.test_client()
+    started = client.post("/simulacoes", json={"pedidos": 40, "concorrencia": 4})
+    assert started.status_code == 202
+    location = started.headers["Location"]
+    while client.get(location).get_json()["running"]:
+        page.wait_for_timeout(100)
+
+    page.goto("/")
+
+    expect(page.locator("#simulacao-estado")).to_contain_text("concluída")
+    result = page.locator("#simulacao-resultado")
+    expect(result).to_contain_text("concluídos: ")
+    expect(result).to_contain_text("rejeitados: ")
+    expect(result).to_contain_text(re.compile(r"(saldo|estoque) insuficiente: "))
+    expect(result).not_to_contain_text("_")
+    expect(page.locator("#motivos")).not_to_contain_text("_")

@@ -390,10 +390,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pedidos bench matrix", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--databases", default="mariadb,sqlite")
-    parser.add_argument("--modes", default="naive,processor,batched,http")
-    parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument(
+        "--databases",
+        default="mariadb,sqlite",
+        help="comma-separated: mariadb, sqlite (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--modes",
+        default="naive,processor,batched,http",
+        help="comma-separated ways to place orders (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        default="1,16,64",
+        help="comma-separated numbers of concurrent clients (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--orders", type=int, default=1000, help="orders per cell (default: %(default)s)"
+    )
     parser.add_argument("--replot", action="store_true", help="redraw the chart from latest.json")
     args = parser.parse_args(argv)
     if args.replot:

@@ -90,8 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="pedidos bench reads", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--pedidos", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument(
+        "--pedidos",
+        type=int,
+        default=1_000_000,
+        help="orders in the database read from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=200,
+        help="requests per measured read (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     url = prepare_database("mariadb")
     engine = make_engine(url, pool_size=4)

@@ -101,8 +101,17 @@ def soak(database: str, orders: int, concurrency: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pedidos bench soak", description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--database", default="mariadb", choices=["mariadb", "sqlite"])
+    parser.add_argument(
+        "--orders", type=int, default=1_000_000, help="orders to place (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="concurrent clients (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--database",
+        default="mariadb",
+        choices=["mariadb", "sqlite"],
+        help="database to run on (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     return soak(args.database, args.orders, args.concurrency)

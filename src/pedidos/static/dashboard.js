@@ -10,6 +10,14 @@ const CHART_POINTS = 120;
 
 const $ = (selector) => document.querySelector(selector);
 
+// Portuguese names for the service's keys (rejection reasons, simulation outcomes), rendered
+// into the page by the server so that both speak alike.
+const ROTULOS = JSON.parse(document.getElementById("rotulos").textContent);
+const motivo = (key) => ROTULOS.motivos[key] ?? key.replaceAll("_", " ");
+const resultado = (key) => ROTULOS.resultados[key] ?? key.replaceAll("_", " ");
+const contagens = (counts, label) =>
+  Object.entries(counts).map(([key, n]) => `${label(key)}: ${inteiro.format(n)}`).join(", ");
+
 // Rejections explained in Portuguese from the problem's facts (its detail is in English).
 const REJECTIONS = {
   // Without the read scope the saldo itself is not disclosed (production).
@@ -38,10 +46,34 @@ async function problemText(response) {
 }
 
 // ---- counters and throughput -------------------------------------------------------------
-const samples = []; // [seconds, pedidos in the database]
-const rates = [];
+// The chart plots committed orders per second as the database counts them (every instance),
+// filled from the whole window on load, then topped up with the last few seconds each poll.
+const SEGUNDOS = Number($("#vazao").dataset.segundos);
+const porSegundo = new Map(); // Unix second -> committed orders in it
+let fimJanela = 0; // the end (exclusive) of the newest whole second known
+
+async function loadRates(segundos) {
+  const response = await fetch(`/painel/vazao?segundos=${segundos}`);
+  if (!response.ok) return;
+  const { fim, valores } = await response.json();
+  valores.forEach((n, index) => porSegundo.set(fim - valores.length + index, n));
+  fimJanela = Math.max(fimJanela, fim);
+  for (const second of porSegundo.keys()) {
+    if (second < fimJanela - SEGUNDOS) porSegundo.delete(second);
+  }
+  drawChart();
+}
+
+function windowRates() {
+  const rates = [];
+  for (let second = fimJanela - SEGUNDOS; second < fimJanela; second += 1) {
+    rates.push(porSegundo.get(second) ?? 0);
+  }
+  return rates;
+}
 
 function drawChart() {
+  const rates = windowRates();
   const canvas = $("#vazao");
   const context = canvas.getContext("2d");
   const { width, height } = canvas;
@@ -58,17 +90,28 @@ function drawChart() {
     context.stroke();
     context.fillText(inteiro.format(Math.round(top * fraction)), 2, y + 4);
   }
+  context.fillText(`-${SEGUNDOS / 60} min`, 40, height - 2);
+  context.fillText("agora", width - 40, height - 2);
   context.strokeStyle = "#0b5cad";
   context.lineWidth = 2;
   context.beginPath();
   rates.forEach((rate, index) => {
-    const x = 40 + (index / (CHART_POINTS - 1)) * (width - 44);
+    const x = 40 + (index / (rates.length - 1)) * (width - 44);
     const y = height - 16 - (rate / top) * (height - 32);
     if (index === 0) context.moveTo(x, y);
     else context.lineTo(x, y);
   });
   context.stroke();
   context.lineWidth = 1;
+  const last = rates[rates.length - 1] ?? 0;
+  const average = rates.reduce((a, b) => a + b, 0) / (rates.length || 1);
+  $("#vazao-atual").textContent = decimal.format(last);
+  $("#vazao-media").textContent = decimal.format(average);
+  canvas.setAttribute(
+    "aria-label",
+    `Pedidos concluídos por segundo nos últimos ${SEGUNDOS / 60} minutos: ` +
+      `último segundo ${decimal.format(last)}, média ${decimal.format(average)}`,
+  );
 }
 
 function showStatus(status) {
@@ -86,31 +129,20 @@ function showStatus(status) {
   for (const [name, value] of Object.entries(counters)) {
     $(`[data-counter="${name}"]`).textContent = inteiro.format(value);
   }
-  const motivos = Object.entries(processor.rejected).map(
-    ([motivo, n]) => `${motivo}: ${inteiro.format(n)}`,
-  );
-  $("#motivos").textContent = motivos.length ? motivos.join(", ") : "nenhuma";
+  $("#motivos").textContent = contagens(processor.rejected, motivo) || "nenhuma";
   $('[data-total="pedidos"]').textContent = inteiro.format(status.database.pedidos);
+  $('[data-total="rejeitados"]').textContent = inteiro.format(
+    status.database.por_estado.REJEITADO ?? 0,
+  );
   $('[data-total="unidades"]').textContent = inteiro.format(status.database.unidades);
   $('[data-total="receita"]').textContent = brl.format(Number(status.database.receita));
-
-  samples.push([performance.now() / 1000, status.database.pedidos]);
-  if (samples.length >= 2) {
-    const [[t0, n0], [t1, n1]] = samples.slice(-2);
-    rates.push(Math.max(0, (n1 - n0) / (t1 - t0)));
-    if (rates.length > CHART_POINTS) rates.shift();
-    if (samples.length > 2) samples.shift();
-    const now = rates[rates.length - 1];
-    $("#vazao-atual").textContent = decimal.format(now);
-    $("#vazao").setAttribute("aria-label", `Pedidos concluídos por segundo: ${decimal.format(now)}`);
-    drawChart();
-  }
 }
 
 async function poll() {
   try {
     const response = await fetch("/status", { headers: { Accept: "application/json" } });
     if (response.ok) showStatus(await response.json());
+    await loadRates(5);
   } catch {
     // The service may be restarting; the next poll tries again.
   }
@@ -166,9 +198,7 @@ function showSimulation(simulation) {
   const progress = $("#simulacao-progresso");
   progress.max = simulation.pedidos;
   progress.value = simulation.done;
-  const outcomes = Object.entries(simulation.outcomes)
-    .map(([outcome, n]) => `${outcome}: ${inteiro.format(n)}`)
-    .join(", ");
+  const outcomes = contagens(simulation.outcomes, resultado);
   if (simulation.running) {
     $("#simulacao-estado").textContent =
       `Simulação ${simulation.id}: ${inteiro.format(simulation.done)} de ` +
@@ -187,8 +217,7 @@ function showSimulation(simulation) {
     ["Latência (ms)", `p50 ${decimal.format(latency.p50)} · p95 ${decimal.format(latency.p95)} · ` +
       `p99 ${decimal.format(latency.p99)} · máx ${decimal.format(latency.max)}`],
     ["Resultados", outcomes || "nenhum"],
-    ["Motivos", Object.entries(simulation.reasons).map(([r, n]) => `${r}: ${inteiro.format(n)}`)
-      .join(", ") || "nenhum"],
+    ["Motivos", contagens(simulation.reasons, motivo) || "nenhum"],
     ["Invariantes", simulation.invariants_ok
       ? "OK: dinheiro e estoque conservados, nada negativo"
       : `VIOLADAS: ${simulation.violations.join("; ")}`],
@@ -283,4 +312,23 @@ $("#resumo-botao").addEventListener("click", () => {
   swap("resumo", `/painel/resumo?${reportFilters()}`);
 });
 
+// The latest simulation, whichever process or page started it, is shown from the start.
+async function showLatestSimulation() {
+  try {
+    const response = await fetch("/simulacoes");
+    if (!response.ok) return;
+    const [latest] = (await response.json()).simulacoes;
+    if (!latest) return;
+    showSimulation(latest);
+    if (latest.running) {
+      $("#simular button").disabled = true;
+      followSimulation(`/simulacoes/${latest.id}`);
+    }
+  } catch {
+    // Nothing to show; the form still works.
+  }
+}
+
+loadRates(SEGUNDOS);
+showLatestSimulation();
 poll();
