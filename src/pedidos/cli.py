@@ -16,9 +16,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import make_server
 
 from pedidos.app import create_app
-from pedidos.db import upgrade_schema
+from pedidos.db import describe_driver, upgrade_schema
 from pedidos.invariants import check_after_load, take_ledger
 from pedidos.logs import configure_logging
+from pedidos.production import default_workers, serve_production
 from pedidos.runtime import current_runtime
 from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed
@@ -187,17 +188,30 @@ def simulate_command(
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-def serve(host: str, port: int) -> None:
-    """Serve the API and the dashboard with a threaded server (debugger off).
+@click.option(
+    "--production",
+    is_flag=True,
+    help="The production server (granian), settings as with PEDIDOS_ENV=production.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Worker processes with --production  [default: the cores]",
+)
+def serve(host: str, port: int, production: bool, workers: int | None) -> None:
+    """Serve the API and the dashboard; without --production, a threaded development server.
 
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
-    For production use gunicorn (see README).
+    --production serves with granian, one process per worker (docs/deploy-notes.md).
 
     \b
     Examples:
       pedidos serve                       # http://127.0.0.1:5000/
       pedidos serve --host 0.0.0.0 --port 8080
+      pedidos serve --production --port 8080 --workers 4
     """
+    if workers is not None and not production:
+        raise click.UsageError("--workers needs --production (the dev server is one process)")
     runtime = current_runtime()
     configure_logging(runtime.settings.log_format)
     try:
@@ -209,6 +223,11 @@ def serve(host: str, port: int) -> None:
         for problem in unsafe:
             click.echo(f"refusing to start: {problem}", err=True)
         sys.exit(2)
+    click.echo(f" * database driver: {describe_driver(runtime.engine)}")
+    if production:
+        runtime.close()  # this process only supervises: each worker builds its own app
+        serve_production(host, port, workers or default_workers())
+        return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     server = make_server(host, port, app, threaded=True)
     stopping = threading.Event()
