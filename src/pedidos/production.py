@@ -8,10 +8,14 @@ own app from `pedidos.wsgi:app`: engine, pool, order processor and recovery loop
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import MutableMapping
+import threading
+from collections.abc import Callable, MutableMapping
+from pathlib import Path
+from typing import Any
 
 # Threads per worker that run requests; orders wait for their batch on these.
 BLOCKING_THREADS = 16
@@ -19,6 +23,11 @@ BLOCKING_THREADS = 16
 HEADER_READ_TIMEOUT_MS = 10_000
 # On SIGTERM a worker gets this long to finish the orders it accepted.
 GRACEFUL_SECONDS = 30
+# Between SIGTERM and closing the listener, /readyz answers 503 (and new orders 503) for this
+# long, so that a load balancer takes the instance out before connections are refused.
+DRAIN_NOTICE_SECONDS = 2.0
+# Set by the supervisor for its workers: a file that appears when the server starts draining.
+DRAIN_FLAG_VARIABLE = "PEDIDOS_DRAIN_FLAG"
 
 
 def production_environment(env: MutableMapping[str, str]) -> str:
@@ -34,7 +43,28 @@ def production_environment(env: MutableMapping[str, str]) -> str:
     # Emptied at start, so samples of old pids do not count.
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
+    env[DRAIN_FLAG_VARIABLE] = os.path.join(tempfile.mkdtemp(prefix="pedidos-serve-"), "draining")
     return metrics_dir
+
+
+def watch_drain_flag(drain: Callable[[], None], interval: float = 0.1) -> None:
+    """In a worker of `serve --production`: call `drain` once the supervisor raises the flag.
+
+    granian handles SIGTERM in each worker itself (stop accepting, finish open requests); the
+    flag comes first, so this process drains as the development server does: /readyz and
+    new orders answer 503, accepted orders finish.
+    """
+    flag = os.environ.get(DRAIN_FLAG_VARIABLE)
+    if not flag:
+        return
+    path = Path(flag)
+
+    def watch() -> None:
+        while not path.exists():
+            threading.Event().wait(interval)
+        drain()
+
+    threading.Thread(target=watch, name="pedidos-drain-watch", daemon=True).start()
 
 
 def default_workers() -> int:
@@ -44,12 +74,28 @@ def default_workers() -> int:
 
 def serve_production(host: str, port: int, workers: int) -> None:
     """Run granian in the foreground until SIGTERM or SIGINT, which drain each worker."""
-    from granian import Granian
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
+    from granian.server import MPServer  # worker processes: this CPython has a GIL
 
     production_environment(os.environ)
-    server = Granian(
+    flag = Path(os.environ[DRAIN_FLAG_VARIABLE])
+    # Fresh interpreters: each worker imports the app under the environment set above (metrics
+    # in multiprocess mode), and inherits no threads or connections from this process.
+    multiprocessing.set_start_method("spawn", force=True)
+
+    class DrainingGranian(MPServer):
+        """On the first SIGTERM or SIGINT: raise the flag, give notice, then stop workers."""
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            stop: Callable[..., None] = super().signal_handler_interrupt
+            if flag.exists():
+                stop(*args, **kwargs)  # a second signal: stop now
+                return
+            flag.touch()
+            threading.Timer(DRAIN_NOTICE_SECONDS, stop, args, kwargs).start()
+
+    server = DrainingGranian(
         "pedidos.wsgi:app",
         address=host,
         port=port,
@@ -61,4 +107,7 @@ def serve_production(host: str, port: int, workers: int) -> None:
         workers_kill_timeout=GRACEFUL_SECONDS,
         log_access=False,
     )
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        shutil.rmtree(flag.parent, ignore_errors=True)
