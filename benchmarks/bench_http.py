@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pymysql
 
+from pedidos.db import resolve_driver
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CLIENTES = 10_000
@@ -303,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drivers",
         type=lambda v: choices(v, DRIVERS),
-        default=["mysqldb"],
-        help="Pedidos' MariaDB drivers to measure (the peer always runs PyMySQL)",
+        default=[resolve_driver("mysql://").drivername.split("+")[1]],
+        help="Pedidos' MariaDB drivers to measure [default: what mysql:// picks here];"
+        " the peer always runs PyMySQL",
     )
     parser.add_argument("--json", type=Path, help="also write the cells here")
     args = parser.parse_args(argv)
