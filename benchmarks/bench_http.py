@@ -219,6 +219,8 @@ def measure(
             "PEDIDOS_RECOVERY_INTERVAL": "0",
             "PEDIDOS_LOG_FORMAT": "json",
             "PEDIDOS_GUNICORN_WORKERS": "2",
+            # gunicorn.conf.py's default folder would be shared with any other gunicorn here.
+            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="bench-http-metrics-"),
             "PRODUTO_MIN": str(HOT_PRODUTO if hot else 1),
             "PRODUTO_COUNT": "1" if hot else str(PRODUTOS),
         }

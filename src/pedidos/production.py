@@ -30,21 +30,22 @@ DRAIN_NOTICE_SECONDS = 2.0
 DRAIN_FLAG_VARIABLE = "PEDIDOS_DRAIN_FLAG"
 
 
-def production_environment(env: MutableMapping[str, str]) -> str:
-    """Settings as with PEDIDOS_ENV=production, and a fresh folder for Prometheus samples.
+def production_environment(env: MutableMapping[str, str]) -> Path:
+    """Settings as with PEDIDOS_ENV=production, a fresh folder for Prometheus samples, and
+    the drain flag's place; return this server's own folder (removed when it stops).
 
     The one place `serve --production` changes the environment; the workers read their
     settings from it (Settings.from_env), like any other process.
     """
     env["PEDIDOS_ENV"] = "production"
-    metrics_dir = env.setdefault(
-        "PROMETHEUS_MULTIPROC_DIR", os.path.join(tempfile.gettempdir(), "pedidos-metrics")
-    )
+    run_dir = Path(tempfile.mkdtemp(prefix="pedidos-serve-"))
+    # Its own folder unless told otherwise, so two servers on one machine never share one.
+    metrics_dir = env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(run_dir / "metrics"))
     # Emptied at start, so samples of old pids do not count.
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
-    env[DRAIN_FLAG_VARIABLE] = os.path.join(tempfile.mkdtemp(prefix="pedidos-serve-"), "draining")
-    return metrics_dir
+    env[DRAIN_FLAG_VARIABLE] = str(run_dir / "draining")
+    return run_dir
 
 
 def watch_drain_flag(drain: Callable[[], None], interval: float = 0.1) -> None:
@@ -78,7 +79,7 @@ def serve_production(host: str, port: int, workers: int) -> None:
     from granian.http import HTTP1Settings
     from granian.server import MPServer  # worker processes: this CPython has a GIL
 
-    production_environment(os.environ)
+    run_dir = production_environment(os.environ)
     flag = Path(os.environ[DRAIN_FLAG_VARIABLE])
     # Fresh interpreters: each worker imports the app under the environment set above (metrics
     # in multiprocess mode), and inherits no threads or connections from this process.
@@ -110,4 +111,4 @@ def serve_production(host: str, port: int, workers: int) -> None:
     try:
         server.serve()
     finally:
-        shutil.rmtree(flag.parent, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
