@@ -1,15 +1,18 @@
-"""However the app is served, each serving process runs recovery."""
+"""However the app is served, each serving process runs recovery; which MariaDB driver runs."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from pedidos.db import resolve_driver
 from pedidos.service import ItemRequest, PedidoRequest
 from tests.conftest import Store
 from tests.faults.harness import free_port, wait_until
@@ -55,3 +58,29 @@ def test_gunicorn_serving_create_app_recovers_pending_requests(
         log.close()
     assert store.estoque(produto) == 4
     assert store.saldo(cliente) == 9
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("mysql+pymysql://root@127.0.0.1/x", "mysql+pymysql"),
+        ("mysql+mysqldb://root@127.0.0.1/x", "mysql+mysqldb"),
+        ("mariadb+pymysql://root@127.0.0.1/x", "mariadb+pymysql"),
+        ("sqlite:///x.sqlite3", "sqlite"),
+    ],
+)
+def test_a_driver_named_in_the_url_is_kept(url: str, driver: str) -> None:
+    assert resolve_driver(url).drivername == driver
+
+
+@pytest.mark.parametrize("backend", ["mysql", "mariadb"])
+def test_a_url_without_driver_gets_mysqlclient_when_installed_else_pymysql(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{backend}://root@127.0.0.1:3306/pedidos?charset=utf8mb4"
+    installed = find_spec("MySQLdb") is not None
+    assert resolve_driver(url).drivername == f"{backend}+{'mysqldb' if installed else 'pymysql'}"
+    assert resolve_driver(url).query == {"charset": "utf8mb4"}
+    # Where mysqlclient could not be built:
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)
+    assert resolve_driver(url).drivername == f"{backend}+pymysql"
