@@ -4,12 +4,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean cluster-up cluster-down cluster-status cluster-test cluster-bench
+.PHONY: install wrk bench-http chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean cluster-up cluster-down cluster-status cluster-test cluster-bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# mysqlclient, the faster MariaDB driver, builds against Debian's libmariadb-dev; where it
+	@# cannot be built, `mysql://` URLs fall back to PyMySQL (docs/performance.md).
+	@{ command -v pkg-config >/dev/null && pkg-config --exists libmariadb; } || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq libmariadb-dev pkg-config >/dev/null; } || true
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,mysqlclient]' || \
+		echo "mysqlclient could not be built here: MariaDB runs on PyMySQL"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -92,8 +99,19 @@ bench-soak: install
 bench-soak-http: install
 	bash benchmarks/soak_http.sh
 
+## Debian's wrk, the HTTP load generator of the benchmarks.
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+		{ echo "wrk is not installed and cannot be installed here" >&2; exit 1; }
+
+## Orders over HTTP, Pedidos against a minimal raw-SQL Flask app, under gunicorn and granian,
+## spread and hot (~3 min; docs/performance.md). BENCH_ARGS="--database pedidos_bench_x".
+bench-http: install wrk
+	$(BIN)/python benchmarks/bench_http.py $(BENCH_ARGS)
+
 ## Server-side HTTP throughput with wrk (Debian package), gunicorn and MariaDB.
-bench-wrk: install
+bench-wrk: install wrk
 	bash benchmarks/wrk.sh
 
 ## The simulator over HTTP on MariaDB at concurrency 1, 16 and 64.

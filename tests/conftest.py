@@ -197,7 +197,8 @@ def make_processor(
 @pytest.fixture
 def app(engine: Engine, database_url: str) -> Iterator[Flask]:
     """The real app on the test's (already emptied) database."""
-    app = create_app(Settings(database_url=database_url, workers=8, queue_size=64))
+    settings = Settings(database_url=database_url, workers=8, queue_size=64, recovery_interval=0)
+    app = create_app(settings)
     yield app
     runtime: Runtime = app.extensions["pedidos"]
     runtime.close()

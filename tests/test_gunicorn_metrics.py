@@ -1,4 +1,5 @@
-"""Under gunicorn with several workers, /metrics adds up every worker's orders."""
+"""Under gunicorn and under `pedidos serve --production` (granian) with several workers,
+/metrics adds up every worker's orders."""
 
 from __future__ import annotations
 
@@ -31,8 +32,22 @@ def orders_counted(url: str) -> float:
     )
 
 
-@pytest.fixture
-def gunicorn_url(tmp_path: Path) -> Iterator[str]:
+def server_command(server: str, port: int) -> list[str]:
+    if server == "granian":
+        pedidos = str(Path(sys.executable).with_name("pedidos"))
+        return [pedidos, "serve", "--production", "--workers", str(WORKERS), "--port", str(port)]
+    return [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "-c",
+        str(ROOT / "gunicorn.conf.py"),
+        "-b",
+        f"127.0.0.1:{port}",
+        "pedidos.wsgi:app",
+    ]
+
+
+@pytest.fixture(params=["gunicorn", "granian"])
+def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     database_url = f"sqlite:///{tmp_path / 'pedidos.sqlite3'}"
     subprocess.run(
         [str(Path(sys.executable).with_name("pedidos")), "init-db"],
@@ -52,23 +67,17 @@ def gunicorn_url(tmp_path: Path) -> Iterator[str]:
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "PEDIDOS_LOG_FORMAT": "json",
     }
+    (tmp_path / "metrics").mkdir()  # the server empties it; prometheus_client needs it at import
     log = (tmp_path / "gunicorn.log").open("wb")
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "-b",
-            f"127.0.0.1:{port}",
-            "pedidos.wsgi:app",
-        ],
+        server_command(request.param, port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "gunicorn start")
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, 30, "server start")
         yield url
     finally:
         server.terminate()
@@ -84,9 +93,9 @@ def gunicorn_url(tmp_path: Path) -> Iterator[str]:
     assert outcomes and all(len(line["request_id"]) == 32 for line in outcomes)
 
 
-def test_metrics_sum_over_every_worker(gunicorn_url: str) -> None:
-    with httpx.Client(base_url=gunicorn_url) as client:
-        # New connections each time: gunicorn spreads them over its workers.
+def test_metrics_sum_over_every_worker(server_url: str) -> None:
+    with httpx.Client(base_url=server_url) as client:
+        # New connections each time: the server spreads them over its workers.
         answers = [
             client.post(
                 "/pedido", headers={"Connection": "close", "Prefer": "return=representation"}
@@ -96,4 +105,4 @@ def test_metrics_sum_over_every_worker(gunicorn_url: str) -> None:
     assert set(answers) <= {201, 409}
 
     # Whichever worker answers the scrape, it reports all 60 orders.
-    assert [orders_counted(gunicorn_url) for _ in range(6)] == [60.0] * 6
+    assert [orders_counted(server_url) for _ in range(6)] == [60.0] * 6

@@ -83,6 +83,10 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
             lease=timedelta(seconds=settings.lease_seconds),
             max_attempts=settings.max_attempts,
         )
+        # Every process that serves requests runs recovery, however it was started
+        # (`pedidos serve`, granian, `gunicorn 'pedidos:create_app()'`); commands that only
+        # build the app (init-db, seed) do not.
+        app.before_request(runtime.recovery.start)
     app.extensions["pedidos"] = runtime
     atexit.register(runtime.close)
     # Counted so that a drain can wait for responses still on their way out.

@@ -23,6 +23,7 @@ from pedidos.app import create_app
 from pedidos.config import DEFAULT_DATABASE_URL, Settings
 from pedidos.db import (
     database_identity,
+    describe_driver,
     describe_url,
     migrate,
     newest_revision,
@@ -32,6 +33,7 @@ from pedidos.devserver import JsonProblemRequestHandler, ProblemRequestHandler
 from pedidos.diagnosis import SchemaNotCurrent, explain
 from pedidos.invariants import check_after_load, take_ledger
 from pedidos.logs import configure_logging, uses_json
+from pedidos.production import default_workers, serve_production
 from pedidos.runtime import Runtime
 from pedidos.safety import database_problems
 from pedidos.seed import has_data, reset, seed, seed_pedidos
@@ -389,18 +391,31 @@ def refuse(reason: str, hint: str) -> None:
     type=click.IntRange(0, 65535),
     help="Port to listen on (0 picks a free one).",
 )
-def serve(host: str, port: int) -> None:
-    """Serve the API and the dashboard with a threaded server (debugger off).
+@click.option(
+    "--production",
+    is_flag=True,
+    help="The production server (granian), settings as with PEDIDOS_ENV=production.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Worker processes with --production  [default: the cores]",
+)
+def serve(host: str, port: int, production: bool, workers: int | None) -> None:
+    """Serve the API and the dashboard; without --production, a threaded development server.
 
     Checks first that the database answers and is migrated, and refuses to start otherwise.
     SIGTERM or Ctrl-C drains: new orders get 503, accepted ones finish, then it exits.
-    For production use gunicorn (see README).
+    --production serves with granian, one process per worker (docs/deploy-notes.md).
 
     \b
     Examples:
       pedidos serve                       # http://127.0.0.1:5000/
       pedidos serve --host 0.0.0.0 --port 8080
+      pedidos serve --production --port 8080 --workers 4
     """
+    if workers is not None and not production:
+        raise click.UsageError("--workers needs --production (the dev server is one process)")
     current = state()
     runtime = current.runtime()
     configure_logging(runtime.settings.log_format)
@@ -425,6 +440,12 @@ def serve(host: str, port: int) -> None:
         refuse(lines[0], "\n".join(lines[1:]))
     if unsafe:
         refuse("; ".join(unsafe), "fix the database settings named above")
+    driver = describe_driver(runtime.engine)
+    say(f"database driver: {driver}", driver=driver)
+    if production:
+        runtime.close()  # this process only supervises: each worker builds its own app
+        serve_production(host, port, workers or default_workers())
+        return
     app = current.the_app()
     handler = JsonProblemRequestHandler if as_json else ProblemRequestHandler
     server = make_server(host, port, app, threaded=True, request_handler=handler)

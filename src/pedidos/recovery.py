@@ -37,9 +37,15 @@ class Recovery:
         self._max_attempts = max_attempts
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pedidos-recovery", daemon=True)
+        self._starting = threading.Lock()
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the loop once; later calls, and calls after stop(), do nothing."""
+        if self._thread.ident is not None or self._stopped.is_set():
+            return  # the cheap check: this runs before every request
+        with self._starting:
+            if self._thread.ident is None and not self._stopped.is_set():
+                self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()

@@ -2,10 +2,13 @@
 
 from pedidos.app import create_app
 from pedidos.logs import configure_logging
+from pedidos.production import watch_drain_flag
 
 app = create_app()
 configure_logging(app.extensions["pedidos"].settings.log_format)
 # Only serving processes run recovery; CLI commands that build the app do not.
-_recovery = app.extensions["pedidos"].recovery
-if _recovery is not None:
-    _recovery.start()
+_runtime = app.extensions["pedidos"]
+if _runtime.recovery is not None:
+    _runtime.recovery.start()
+# Under `pedidos serve --production`, the supervisor's signal to drain (elsewhere: nothing).
+watch_drain_flag(lambda: _runtime.drain(timeout=_runtime.settings.request_timeout))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -46,6 +47,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 class ServiceProcess:
     """`pedidos serve` in its own process, as an operator would run it."""
 
+    serve_options: tuple[str, ...] = ()
+
     def __init__(self, database_url: str, log_path: Path, **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,9 +64,13 @@ class ServiceProcess:
             "serve",
             "--port",
             str(self.port),
+            *self.serve_options,
         ]
         self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=self._log)
+        # Its own process group: stop() also takes the workers of `serve --production`.
+        self.process = subprocess.Popen(
+            command, env=self.env, stdout=self._log, stderr=self._log, start_new_session=True
+        )
         wait_until(
             lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200,
             30,
@@ -92,12 +99,19 @@ class ServiceProcess:
         raise AssertionError("no VmHWM in /proc status")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+class ProductionService(ServiceProcess):
+    """`pedidos serve --production` (granian) with two worker processes."""
+
+    serve_options = ("--production", "--workers", "2")
 
 
 @dataclass

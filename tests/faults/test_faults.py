@@ -91,7 +91,8 @@ def test_01_hot_produtos_under_64_clients(
 def test_02_the_checker_catches_a_naive_work_function(fault_engine: Engine, fault_url: str) -> None:
     clientes, produtos = seed_catalog(fault_engine, 500, "300.00", [300] * 5)
     before = ledger(fault_engine)
-    app = create_app(Settings(database_url=fault_url, workers=16), work=naive_read_modify_write)
+    settings = Settings(database_url=fault_url, workers=16, recovery_interval=0)
+    app = create_app(settings, work=naive_read_modify_write)
     try:
         with serving(app) as url:
             load = run_load(url, 2000, 64, order_factory(clientes, produtos))
@@ -463,7 +464,7 @@ def test_08_flood_of_20000_posts(
 
 def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: str) -> None:
     seed_catalog(fault_engine, 50, "100.00", [10] * 10)
-    app = create_app(Settings(database_url=fault_url))
+    app = create_app(Settings(database_url=fault_url, recovery_interval=0))
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     generated: Counter[str] = Counter()
     try:

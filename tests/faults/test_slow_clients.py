@@ -1,0 +1,175 @@
+"""Slow clients against the production server: 200 connections trickling header bytes must
+not stop healthy requests (a health probe, an order) from being answered within a second.
+
+A control run against gunicorn's threaded workers shows that the harness sees the outage."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from tests.faults.conftest import report, seed_catalog
+from tests.faults.harness import ProductionService, free_port, wait_until
+
+pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(180)]
+
+SLOW_CLIENTS = 200
+TRICKLE_SECONDS = 2.0  # each connection sends one byte this often
+PROBE_TIMEOUT = 1.0
+# A request whose headers never end: the attacker sends it one byte at a time.
+HEADERS = (
+    b"POST /pedido HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    + b"X-Padding: "
+    + b"a" * 4096
+)
+
+
+@dataclass
+class SlowClients:
+    """`count` connections, each sending one more byte every TRICKLE_SECONDS; a connection
+    the server closes is opened again, as an attacker would."""
+
+    port: int
+    count: int
+    reopened: int = 0
+    most_open: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _open(self) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        conn.setblocking(False)
+        conn.send(HEADERS[:1])
+        return conn
+
+    def run(self) -> None:
+        conns = [self._open() for _ in range(self.count)]
+        sent = 1
+        while not self._stop.wait(TRICKLE_SECONDS):
+            for index, conn in enumerate(conns):
+                try:
+                    conn.send(HEADERS[sent : sent + 1])
+                except OSError:  # closed by the server: come back
+                    conn.close()
+                    conns[index] = self._open()
+                    self.reopened += 1
+            sent += 1
+            self.most_open = max(self.most_open, len(conns))
+        for conn in conns:
+            conn.close()
+
+    @contextlib.contextmanager
+    def trickling(self) -> Iterator[SlowClients]:
+        thread = threading.Thread(target=self.run, name="slow-clients")
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(timeout=30)
+
+
+@dataclass
+class Probes:
+    answered: int = 0
+    failed: list[str] = field(default_factory=list)
+    slowest: float = 0.0
+
+
+def probe(url: str, seconds: float, cliente: int, produto: int) -> Probes:
+    """A health probe and an order every half second, each on a new connection."""
+    result = Probes()
+    order = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for method, path, body, expected in (
+            ("GET", "/healthz", None, 200),
+            ("POST", "/pedido", order, 201),
+        ):
+            started = time.monotonic()
+            try:
+                response = httpx.request(method, f"{url}{path}", json=body, timeout=PROBE_TIMEOUT)
+                status = str(response.status_code)
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            took = time.monotonic() - started
+            result.slowest = max(result.slowest, took)
+            if status == str(expected) and took <= PROBE_TIMEOUT:
+                result.answered += 1
+            else:
+                result.failed.append(f"{method} {path}: {status} after {took:.2f} s")
+        time.sleep(0.5)
+    return result
+
+
+def test_production_server_answers_while_200_slow_clients_trickle(
+    fault_engine: Engine, fault_url: str, tmp_path: Path
+) -> None:
+    clientes, produtos = seed_catalog(fault_engine, 10, "100000.00", [100_000])
+    service = ProductionService(fault_url, tmp_path / "service.log").start()
+    try:
+        slow = SlowClients(service.port, SLOW_CLIENTS)
+        with slow.trickling():
+            time.sleep(TRICKLE_SECONDS * 1.5)  # every slow connection has begun its request
+            probes = probe(service.url, 18, clientes[0], produtos[0])
+    finally:
+        service.stop()
+
+    assert slow.most_open == SLOW_CLIENTS
+    assert probes.failed == [], probes.failed
+    assert probes.answered >= 20
+    report(
+        "Slow clients cannot keep a healthy request from an answer within a second",
+        f"{SLOW_CLIENTS} slow clients (a header byte every {TRICKLE_SECONDS:.0f} s, "
+        f"~20 s) against `pedidos serve --production`: {probes.answered} health probes and "
+        f"orders answered, slowest {probes.slowest * 1000:.0f} ms, none failed; "
+        f"{slow.reopened} slow connections cut by the server's header timeout and reopened",
+    )
+
+
+def test_control_gunicorn_threads_are_taken_by_slow_clients(
+    fault_engine: Engine, fault_url: str, tmp_path: Path
+) -> None:
+    clientes, produtos = seed_catalog(fault_engine, 10, "100000.00", [100_000])
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DATABASE_URL": fault_url,
+        "PEDIDOS_GUNICORN_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    with (tmp_path / "gunicorn.log").open("wb") as log:
+        config = str(root / "gunicorn.conf.py")
+        server = subprocess.Popen(
+            [gunicorn, "-c", config, "-b", f"127.0.0.1:{port}", "pedidos.wsgi:app"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, 30, "start")
+            with SlowClients(port, SLOW_CLIENTS).trickling():
+                time.sleep(TRICKLE_SECONDS * 1.5)
+                probes = probe(url, 6, clientes[0], produtos[0])
+        finally:
+            os.killpg(server.pid, signal.SIGKILL)  # the master and its workers
+            server.wait(timeout=30)
+
+    # 2 workers x 16 threads, each held by a slow client: the probes time out.
+    assert len(probes.failed) >= 4, probes
