@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 
 from pedidos.app import create_app
+from pedidos.cli import CliState, cli
 from pedidos.config import Settings
 from pedidos.models import Token
 from pedidos.runtime import Runtime
-from pedidos.token_cli import token
 from pedidos.tokens import TokenInvalido, create_token, revoke_token
 from tests.conftest import Store
 
@@ -198,22 +199,22 @@ def test_tokens_are_stored_hashed(production: Flask) -> None:
 
 
 def test_the_token_commands(production: Flask) -> None:
-    runner = production.test_cli_runner()
-    created = runner.invoke(
-        token, ["create", "--nome", "loja", "--escopo", "orders", "--cliente", "7"]
-    )
+    def invoke(*args: str) -> Result:
+        return CliRunner().invoke(cli, ["token", *args], obj=CliState(app=production))
+
+    created = invoke("create", "--nome", "loja", "--escopo", "orders", "--cliente", "7")
     assert created.exit_code == 0, created.output
     secret = created.stdout.strip().splitlines()[-1]
     assert secret.startswith("pdk_")
-    listed = runner.invoke(token, ["list"])
+    listed = invoke("list")
     assert (
         "loja" in listed.output and "clientes: 7" in listed.output and secret not in listed.output
     )
     token_id = secret.split("_")[1]
-    assert runner.invoke(token, ["revoke", token_id]).exit_code == 0
-    assert "revoked" in runner.invoke(token, ["list"]).output
-    assert runner.invoke(token, ["revoke", token_id]).exit_code != 0
-    assert runner.invoke(token, ["create", "--nome", "x", "--escopo", "root"]).exit_code == 2
+    assert invoke("revoke", token_id).exit_code == 0
+    assert "revoked" in invoke("list").output
+    assert invoke("revoke", token_id).exit_code != 0
+    assert invoke("create", "--nome", "x", "--escopo", "root").exit_code == 2
 
 
 def test_development_stays_open(app: Flask) -> None:

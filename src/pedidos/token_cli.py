@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
 import click
-from flask.cli import AppGroup
 
-from pedidos.runtime import current_runtime
+from pedidos.runtime import Runtime
 from pedidos.tokens import SCOPES, TokenInvalido, create_token, list_tokens, revoke_token
 
-token = AppGroup("token", help="API tokens: create (shown once), list, revoke.")
+
+class HasRuntime(Protocol):
+    """What the `pedidos` group hands its commands: the app's runtime, built on first use."""
+
+    def runtime(self) -> Runtime: ...
+
+
+@click.group("token")
+def token() -> None:
+    """API tokens: create (shown once), list, revoke."""
 
 
 @token.command("create")
@@ -30,7 +39,8 @@ token = AppGroup("token", help="API tokens: create (shown once), list, revoke.")
     type=click.IntRange(1),
     help="Bind the token to this cliente (repeatable): it may order only on their accounts.",
 )
-def create(nome: str, scopes: tuple[str, ...], clientes: tuple[int, ...]) -> None:
+@click.pass_obj
+def create(cli: HasRuntime, nome: str, scopes: tuple[str, ...], clientes: tuple[int, ...]) -> None:
     """Create a token and print it once: only its hash is stored.
 
     \b
@@ -40,7 +50,7 @@ def create(nome: str, scopes: tuple[str, ...], clientes: tuple[int, ...]) -> Non
       pedidos token create --nome painel --escopo read
     """
     try:
-        with current_runtime().sessions.begin() as session:
+        with cli.runtime().sessions.begin() as session:
             token_id, secret = create_token(session, nome, scopes, clientes or None)
     except TokenInvalido as error:
         raise click.UsageError(str(error)) from None
@@ -50,9 +60,10 @@ def create(nome: str, scopes: tuple[str, ...], clientes: tuple[int, ...]) -> Non
 
 @token.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per token.")
-def list_command(as_json: bool) -> None:
+@click.pass_obj
+def list_command(cli: HasRuntime, as_json: bool) -> None:
     """List tokens (never their secrets)."""
-    with current_runtime().read_sessions.begin() as session:
+    with cli.runtime().read_sessions.begin() as session:
         tokens = list_tokens(session)
     for info in tokens:
         clientes = "any" if info.clientes is None else ",".join(map(str, info.clientes))
@@ -79,9 +90,10 @@ def list_command(as_json: bool) -> None:
 
 @token.command("revoke")
 @click.argument("token_id", type=click.IntRange(1))
-def revoke(token_id: int) -> None:
+@click.pass_obj
+def revoke(cli: HasRuntime, token_id: int) -> None:
     """Revoke a token for good (running instances stop accepting it within seconds)."""
-    with current_runtime().sessions.begin() as session:
+    with cli.runtime().sessions.begin() as session:
         revoked = revoke_token(session, token_id)
     if not revoked:
         raise click.ClickException(f"no active token {token_id}")
