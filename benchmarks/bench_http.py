@@ -91,15 +91,20 @@ def seed_rows(database: str) -> None:
     )
 
 
-def seed_pedidos(database: str) -> None:
+def seed_pedidos(database: str) -> str:
+    """A fresh Pedidos database; return a token that may place orders (production needs one)."""
     recreate(database)
-    subprocess.run(
-        [str(BIN / "pedidos"), "init-db"],
-        env={**os.environ, "DATABASE_URL": pedidos_url(database, "pymysql")},
+    env = {**os.environ, "DATABASE_URL": pedidos_url(database, "pymysql")}
+    subprocess.run([str(BIN / "pedidos"), "init-db"], env=env, check=True, capture_output=True)
+    seed_rows(database)
+    created = subprocess.run(
+        [str(BIN / "pedidos"), "token", "create", "--nome", "bench", "--escopo", "orders"],
+        env=env,
         check=True,
         capture_output=True,
+        text=True,
     )
-    seed_rows(database)
+    return created.stdout.strip()
 
 
 def seed_peer(database: str) -> None:
@@ -212,8 +217,8 @@ def measure(
     env = {**os.environ, "CLIENTE_MIN": "1", "CLIENTE_COUNT": str(CLIENTES)}
     hot = scenario == "hot"
     if app == "pedidos":
-        seed_pedidos(database)
         env |= {
+            "PEDIDOS_TOKEN": seed_pedidos(database),
             "DATABASE_URL": pedidos_url(database, driver),
             "PEDIDOS_ENV": "production",
             "PEDIDOS_RECOVERY_INTERVAL": "0",

@@ -8,6 +8,9 @@ local produto_min = tonumber(os.getenv("PRODUTO_MIN"))
 local produto_count = tonumber(os.getenv("PRODUTO_COUNT"))
 local produto_step = tonumber(os.getenv("PRODUTO_STEP") or "1")
 local headers = { ["Content-Type"] = "application/json" }
+-- Production answers only to tokens: PEDIDOS_TOKEN, when set, is sent as a bearer token.
+local token = os.getenv("PEDIDOS_TOKEN")
+if token then headers["Authorization"] = "Bearer " .. token end
 
 request = function()
   local body = string.format(

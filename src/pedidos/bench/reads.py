@@ -65,6 +65,21 @@ def fill_orders(engine: Engine, pedidos: int) -> tuple[int, int]:
                 "receita = (SELECT SUM(total) FROM pedidos) WHERE shard = 0"
             )
         )
+        # The sales totals the order transaction keeps, as if these orders had run through it.
+        connection.execute(
+            text(
+                "UPDATE produtos p JOIN (SELECT produto_id, SUM(quantidade) AS n, "
+                "SUM(quantidade * preco_unitario) AS v FROM itens_pedido GROUP BY produto_id) s "
+                "ON s.produto_id = p.id SET p.vendidos = s.n, p.receita = s.v"
+            )
+        )
+        connection.execute(
+            text(
+                "UPDATE clientes c JOIN (SELECT cliente_id, COUNT(*) AS n, SUM(total) AS v "
+                "FROM pedidos GROUP BY cliente_id) s "
+                "ON s.cliente_id = c.id SET c.compras = s.n, c.gasto = s.v"
+            )
+        )
     return cliente_min, produto_min
 
 
