@@ -15,12 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
-from pedidos.db import POOL_RECYCLE_SECONDS, READ_ONLY_OPTION, SQLITE_BUSY_TIMEOUT_SECONDS
+from pedidos.db import (
+    POOL_RECYCLE_SECONDS,
+    READ_ONLY_OPTION,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    resolve_driver,
+)
 from pedidos.problems import Problem
 
 # A read waits this long for a free connection, then is refused: a queue of slow reads
@@ -33,7 +38,7 @@ SQLITE_CHECK_EVERY = 10_000  # virtual machine instructions between deadline che
 
 def make_read_engine(database_url: str, pool_size: int, statement_seconds: float) -> Engine:
     """An engine of its own for reads, every statement limited to `statement_seconds`."""
-    url = make_url(database_url)
+    url = resolve_driver(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_read_engine(database_url, pool_size, statement_seconds)
     engine = create_engine(
