@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 3
 
 
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def orders_counted(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", headers=AUTH, timeout=5).text
     return sum(
         sample.value
         for family in text_string_to_metric_families(text)
@@ -66,6 +71,9 @@ def server_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         "PEDIDOS_RECOVERY_INTERVAL": "0",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "PEDIDOS_LOG_FORMAT": "json",
+        # Production (granian) answers only to tokens and places random orders only when told.
+        "PEDIDOS_ADMIN_TOKEN": ADMIN_TOKEN,
+        "PEDIDOS_RANDOM_ORDERS": "on",
     }
     (tmp_path / "metrics").mkdir()  # the server empties it; prometheus_client needs it at import
     log = (tmp_path / "gunicorn.log").open("wb")
@@ -98,7 +106,8 @@ def test_metrics_sum_over_every_worker(server_url: str) -> None:
         # New connections each time: the server spreads them over its workers.
         answers = [
             client.post(
-                "/pedido", headers={"Connection": "close", "Prefer": "return=representation"}
+                "/pedido",
+                headers={"Connection": "close", "Prefer": "return=representation", **AUTH},
             ).status_code
             for _ in range(60)
         ]
