@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -58,7 +59,7 @@ class ServiceProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._log: BinaryIO | None = None
 
-    def start(self) -> ServiceProcess:
+    def start(self) -> Self:
         command = [
             str(Path(sys.executable).with_name("pedidos")),
             "serve",
@@ -109,9 +110,15 @@ class ServiceProcess:
 
 
 class ProductionService(ServiceProcess):
-    """`pedidos serve --production` (granian) with two worker processes."""
+    """`pedidos serve --production` (granian) with two worker processes. Production answers
+    only to tokens: `auth` holds the headers of an admin token made for this service."""
 
     serve_options = ("--production", "--workers", "2")
+
+    def __init__(self, database_url: str, log_path: Path, **settings: str) -> None:
+        token = secrets.token_urlsafe(32)
+        super().__init__(database_url, log_path, PEDIDOS_ADMIN_TOKEN=token, **settings)
+        self.auth = {"Authorization": f"Bearer {token}"}
 
 
 @dataclass

@@ -26,8 +26,8 @@ def test_sigterm_drains_the_production_server(
     clientes, produtos = seed_catalog(fault_engine, 300, "500.00", [5000] * 20)
     before = ledger(fault_engine)
     service = ProductionService(fault_url, tmp_path / "production.log").start()
-    sync = order_factory(clientes, produtos)
-    durable = order_factory(clientes, produtos, seed=4, Prefer="respond-async")
+    sync = order_factory(clientes, produtos, 1, **service.auth)
+    durable = order_factory(clientes, produtos, seed=4, Prefer="respond-async", **service.auth)
 
     def mixed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
         return (durable if index % 4 == 0 else sync)(index)

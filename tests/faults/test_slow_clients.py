@@ -88,7 +88,9 @@ class Probes:
     slowest: float = 0.0
 
 
-def probe(url: str, seconds: float, cliente: int, produto: int) -> Probes:
+def probe(
+    url: str, seconds: float, cliente: int, produto: int, auth: dict[str, str] | None = None
+) -> Probes:
     """A health probe and an order every half second, each on a new connection."""
     result = Probes()
     order = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
@@ -100,7 +102,9 @@ def probe(url: str, seconds: float, cliente: int, produto: int) -> Probes:
         ):
             started = time.monotonic()
             try:
-                response = httpx.request(method, f"{url}{path}", json=body, timeout=PROBE_TIMEOUT)
+                response = httpx.request(
+                    method, f"{url}{path}", json=body, headers=auth, timeout=PROBE_TIMEOUT
+                )
                 status = str(response.status_code)
             except httpx.HTTPError as error:
                 status = type(error).__name__
@@ -123,7 +127,7 @@ def test_production_server_answers_while_200_slow_clients_trickle(
         slow = SlowClients(service.port, SLOW_CLIENTS)
         with slow.trickling():
             time.sleep(TRICKLE_SECONDS * 1.5)  # every slow connection has begun its request
-            probes = probe(service.url, 18, clientes[0], produtos[0])
+            probes = probe(service.url, 18, clientes[0], produtos[0], service.auth)
     finally:
         service.stop()
 
