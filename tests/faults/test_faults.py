@@ -114,7 +114,10 @@ def test_03_kill_9_mid_load_then_restart(
     clientes, produtos = seed_catalog(fault_engine, 300, "500.00", [3000] * 20)
     before = ledger(fault_engine)
     fast_recovery = {"PEDIDOS_LEASE_SECONDS": "2", "PEDIDOS_RECOVERY_INTERVAL": "0.5"}
-    service = services(fault_url, **fast_recovery)
+    # One order at a time behind a short queue: a backlog of acknowledged requests builds up,
+    # as under any load the processor cannot keep up with, so some are pending at the kill.
+    backlog = {"PEDIDOS_WORKERS": "1", "PEDIDOS_BATCH_SIZE": "1", "PEDIDOS_QUEUE_SIZE": "16"}
+    service = services(fault_url, **fast_recovery, **backlog)
     make = order_factory(clientes, produtos, Prefer="respond-async")
     load = LoadResult()
     thread, _ = load_in_background(lambda: run_load(service.url, 2000, 32, make, result=load))

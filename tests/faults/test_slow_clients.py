@@ -1,12 +1,15 @@
-"""Slow clients against the production server: 200 connections trickling header bytes must
-not stop healthy requests (a health probe, an order) from being answered within a second.
+"""Slow clients against the production server: 200 connections trickling bytes must not stop
+healthy requests (a health probe, an order) from being answered within a second.
 
-A control run against gunicorn's threaded workers shows that the harness sees the outage."""
+granian holds clients that trickle their headers or a body itself, and so does the buffering
+proxy of the documented deployment (deploy/haproxy-single.cfg.in). A control run against
+gunicorn's threaded workers shows that the harness sees the outage."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +38,13 @@ HEADERS = (
     + b"X-Padding: "
     + b"a" * 4096
 )
+# Whole headers at once, then a body that never ends.
+BODY = (
+    b"POST /pedido HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    + b"Content-Length: 4096\r\n\r\n"
+    + b" " * 4096
+)
+BODY_START = BODY.index(b"\r\n\r\n") + 4
 
 
 @dataclass
@@ -44,6 +54,8 @@ class SlowClients:
 
     port: int
     count: int
+    request: bytes = HEADERS
+    at_once: int = 1  # bytes sent when a connection opens, before the trickle
     reopened: int = 0
     most_open: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -51,16 +63,16 @@ class SlowClients:
     def _open(self) -> socket.socket:
         conn = socket.create_connection(("127.0.0.1", self.port), timeout=5)
         conn.setblocking(False)
-        conn.send(HEADERS[:1])
+        conn.send(self.request[: self.at_once])
         return conn
 
     def run(self) -> None:
         conns = [self._open() for _ in range(self.count)]
-        sent = 1
+        sent = self.at_once
         while not self._stop.wait(TRICKLE_SECONDS):
             for index, conn in enumerate(conns):
                 try:
-                    conn.send(HEADERS[sent : sent + 1])
+                    conn.send(self.request[sent : sent + 1])
                 except OSError:  # closed by the server: come back
                     conn.close()
                     conns[index] = self._open()
@@ -177,3 +189,58 @@ def test_control_gunicorn_threads_are_taken_by_slow_clients(
 
     # 2 workers x 16 threads, each held by a slow client: the probes time out.
     assert len(probes.failed) >= 4, probes
+
+
+@contextlib.contextmanager
+def buffering_proxy(app_port: int, tmp_path: Path) -> Iterator[int]:
+    """HAProxy with the deployment's buffering configuration in front of `app_port`."""
+    port = free_port()
+    template = Path(__file__).resolve().parents[2] / "deploy" / "haproxy-single.cfg.in"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        template.read_text().replace("@HTTP_PORT@", str(port)).replace("@APP_PORT@", str(app_port))
+    )
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    with (tmp_path / "haproxy.log").open("wb") as log:
+        proxy = subprocess.Popen([haproxy, "-db", "-f", str(config)], stdout=log, stderr=log)
+        try:
+            wait_until(
+                lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200,
+                30,
+                "proxy start",
+            )
+            yield port
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=30)
+
+
+def test_clients_trickling_a_body_take_no_server_thread(
+    fault_engine: Engine, fault_url: str, tmp_path: Path
+) -> None:
+    clientes, produtos = seed_catalog(fault_engine, 10, "100000.00", [100_000])
+    service = ProductionService(fault_url, tmp_path / "service.log").start()
+    try:
+        with SlowClients(service.port, SLOW_CLIENTS, BODY, BODY_START).trickling():
+            time.sleep(TRICKLE_SECONDS * 1.5)
+            direct = probe(service.url, 8, clientes[0], produtos[0], service.auth)
+        with buffering_proxy(service.port, tmp_path) as port:
+            slow = SlowClients(port, SLOW_CLIENTS, BODY, BODY_START)
+            with slow.trickling():
+                time.sleep(TRICKLE_SECONDS * 1.5)
+                proxied = probe(
+                    f"http://127.0.0.1:{port}", 14, clientes[0], produtos[0], service.auth
+                )
+    finally:
+        service.stop()
+
+    assert direct.failed == [] and proxied.failed == [], (direct.failed, proxied.failed)
+    assert direct.answered >= 10 and proxied.answered >= 16
+    report(
+        "Clients that trickle a body hold no server thread, with or without the proxy",
+        f"{SLOW_CLIENTS} clients trickling a 4 KiB body (a byte every "
+        f"{TRICKLE_SECONDS:.0f} s): straight at the production server {direct.answered} "
+        f"probes answered, slowest {direct.slowest * 1000:.0f} ms; behind HAProxy with "
+        f"deploy/haproxy-single.cfg.in {proxied.answered} answered, slowest "
+        f"{proxied.slowest * 1000:.0f} ms; none failed",
+    )
