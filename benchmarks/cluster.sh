@@ -17,6 +17,9 @@ BASE="$CLUSTER_PORT_BASE"
 WRITER="$((BASE + 11))"
 CATALOG=10000
 trap 'deploy/cluster.sh clean >/dev/null 2>&1 || true' EXIT
+# The instances run in production: one admin token for them, sent by wrk and curl.
+PEDIDOS_ADMIN_TOKEN="${PEDIDOS_ADMIN_TOKEN:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
+export PEDIDOS_ADMIN_TOKEN PEDIDOS_TOKEN="$PEDIDOS_ADMIN_TOKEN"
 
 db() { mariadb --no-defaults --protocol=tcp -h 127.0.0.1 -P "$WRITER" -u root -N -B pedidos -e "$1"; }
 
@@ -34,7 +37,10 @@ prepare_catalog() {
 
 # Retries by code and completed orders, summed over the running instances.
 counters() {
-    for i in 1 2 3; do curl -fs "http://127.0.0.1:$((BASE + i))/status" || true; echo; done |
+    for i in 1 2 3; do
+        curl -fs -H "Authorization: Bearer $PEDIDOS_TOKEN" "http://127.0.0.1:$((BASE + i))/status" || true
+        echo
+    done |
         python3 -c '
 import json, sys
 conflicts = completed = failed = 0

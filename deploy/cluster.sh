@@ -273,7 +273,8 @@ start_instance() {
         PROMETHEUS_MULTIPROC_DIR="$RUN/metrics$i"
         export PEDIDOS_GUNICORN_WORKERS="${PEDIDOS_GUNICORN_WORKERS:-1}"
         export PEDIDOS_ENV="${PEDIDOS_ENV:-production}"
-        export PEDIDOS_ADMIN_TOKEN="${PEDIDOS_ADMIN_TOKEN:-cluster-local-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')}"
+        export PEDIDOS_ADMIN_TOKEN
+        PEDIDOS_ADMIN_TOKEN="$(admin_token)"
         setsid "${INSTANCE_COMMAND[@]}" </dev/null >>"$DIR/log/instance$i.log" 2>&1 &
         echo $! >"$pidfile"
     )
@@ -307,6 +308,19 @@ restart_instance() {
     log "instance $i back in the pool"
 }
 
+# Production answers only to tokens: every instance shares one admin token, PEDIDOS_ADMIN_TOKEN
+# when set, else one made at the first `up` and kept (mode 600) in the cluster's folder.
+admin_token() {
+    if [ -n "${PEDIDOS_ADMIN_TOKEN:-}" ]; then
+        echo "$PEDIDOS_ADMIN_TOKEN"
+        return
+    fi
+    if [ ! -s "$DIR/admin-token" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$DIR/admin-token")
+    fi
+    cat "$DIR/admin-token"
+}
+
 up() {
     local mode="${1:-single}"
     case "$mode" in single | multi) ;; *) log "mode must be single or multi"; exit 2 ;; esac
@@ -322,6 +336,7 @@ up() {
     prepare_database
     for i in "${INSTANCES[@]}"; do start_instance "$i"; done
     log "up ($mode-primary): http://127.0.0.1:$(http_port)/"
+    [ -n "${PEDIDOS_ADMIN_TOKEN:-}" ] || log "admin token (Authorization: Bearer ...): $DIR/admin-token"
 }
 
 down() {

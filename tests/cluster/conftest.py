@@ -4,6 +4,7 @@ directory and on ports of the test run's own, and takes them down after the last
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,11 @@ SCRIPT = ROOT / "deploy" / "cluster.sh"
 PORT_BASE = int(os.environ.get("PEDIDOS_CLUSTER_PORT_BASE", "18100"))
 
 
+# The instances run in production, which answers only to tokens: an admin token for the tests.
+ADMIN_TOKEN = secrets.token_urlsafe(32)
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 class Cluster:
     """Handles on the running cluster: its URLs, and the faults a test injects."""
 
@@ -40,6 +46,7 @@ class Cluster:
             "PEDIDOS_LEASE_SECONDS": "3",
             "PEDIDOS_RECOVERY_INTERVAL": "1",
             "PEDIDOS_WORKERS": "8",
+            "PEDIDOS_ADMIN_TOKEN": ADMIN_TOKEN,
         }
         self.env.pop("FLASK_DEBUG", None)
 

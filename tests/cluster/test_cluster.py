@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
 from pedidos.models import PENDENTES, Solicitacao
-from tests.cluster.conftest import Cluster, seed
+from tests.cluster.conftest import AUTH, Cluster, seed
 from tests.faults.conftest import assert_nothing_lost, ledger
 from tests.faults.harness import LoadResult, Request, run_load, wait_until
 
@@ -106,7 +106,7 @@ def _orders(
             "cliente_id": rng.choice(clientes),
             "itens": [{"produto_id": p, "quantidade": rng.randint(1, 2)} for p in lines],
         }
-        headers = {"Idempotency-Key": f"{prefix}-{index}"}
+        headers = {"Idempotency-Key": f"{prefix}-{index}", **AUTH}
         if index % 2:
             headers["Prefer"] = "respond-async"
         return body, headers
@@ -124,7 +124,7 @@ def _retries(cluster: Cluster) -> Counter[str]:
     """Conflict retries by error code, summed over the instances still running."""
     total: Counter[str] = Counter()
     for port in cluster.live_instance_ports():
-        status = httpx.get(f"http://127.0.0.1:{port}/status", timeout=5).json()
+        status = httpx.get(f"http://127.0.0.1:{port}/status", headers=AUTH, timeout=5).json()
         total.update(status["processor"]["retries"])
     return total
 
@@ -205,11 +205,13 @@ def test_multi_primary_survives_a_killed_instance_and_a_node_stopping(cluster: C
 
 def test_status_labels_each_instance(cluster: Cluster) -> None:
     names = {
-        httpx.get(f"http://127.0.0.1:{port}/status", timeout=5).json()["instance"]["name"]
+        httpx.get(f"http://127.0.0.1:{port}/status", headers=AUTH, timeout=5).json()["instance"][
+            "name"
+        ]
         for port in cluster.live_instance_ports()
     }
     assert names == {"pedidos-1", "pedidos-2", "pedidos-3"}
-    page = httpx.get(f"{cluster.http_url}/", timeout=5).text
+    page = httpx.get(f"{cluster.http_url}/", headers=AUTH, timeout=5).text
     assert any(f"pedidos-{i}, pid" in page for i in (1, 2, 3))
 
 
@@ -229,7 +231,7 @@ def test_an_upgrade_restart_loses_no_request(cluster: Cluster) -> None:
                 "cliente_id": rng.choice(clientes),
                 "itens": [{"produto_id": rng.choice(produtos), "quantidade": 1}],
             }
-            return body, {}
+            return body, dict(AUTH)
 
         stop = threading.Event()
 
