@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pymysql
 
-from pedidos.db import resolve_driver
+from pedidos.storage.engine import resolve_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -20,14 +20,14 @@ from werkzeug.serving import make_server
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.db import make_engine, make_sessions, upgrade_schema
-from pedidos.devserver import ProblemRequestHandler
-from pedidos.invariants import Ledger, take_ledger
-from pedidos.models import Base, Cliente, ItemPedido, Pedido, Produto, Solicitacao
-from pedidos.processor import PedidoProcessor
+from pedidos.orders.invariants import Ledger, take_ledger
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import PedidoResult, Work, place_pedidos
 from pedidos.runtime import Runtime
-from pedidos.seed import reset
-from pedidos.service import PedidoResult, Work, place_pedidos
+from pedidos.sim.seed import reset
+from pedidos.storage.engine import make_engine, make_sessions, upgrade_schema
+from pedidos.storage.models import Base, Cliente, ItemPedido, Pedido, Produto, Solicitacao
+from pedidos.web.devserver import ProblemRequestHandler
 
 MARIADB_URL = os.environ.get(
     "PEDIDOS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/pedidos_test?charset=utf8mb4"

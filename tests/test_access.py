@@ -15,9 +15,9 @@ from sqlalchemy import Engine, select
 from pedidos.app import create_app
 from pedidos.cli import CliState, cli
 from pedidos.config import Settings
-from pedidos.models import Token
 from pedidos.runtime import Runtime
-from pedidos.tokens import TokenInvalido, create_token, revoke_token
+from pedidos.storage.models import Token
+from pedidos.web.tokens import InvalidToken, create_token, revoke_token
 from tests.conftest import Store
 
 ADMIN = "admin-token-for-tests-0123456789"
@@ -194,7 +194,7 @@ def test_tokens_are_stored_hashed(production: Flask) -> None:
     with runtime.sessions.begin() as session:
         stored = session.execute(select(Token.hash)).scalar_one()
     assert secret.split("_", 2)[2] not in stored and len(stored) == 64  # pdk_<id>_<secret>
-    with runtime.sessions.begin() as session, pytest.raises(TokenInvalido):
+    with runtime.sessions.begin() as session, pytest.raises(InvalidToken):
         create_token(session, "x", ("superuser",), None)
 
 

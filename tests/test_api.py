@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from pedidos.app import create_app
 from pedidos.config import Settings
+from pedidos.orders.transaction import RANDOM_PEDIDO, PedidoRequest, Settled, place_pedidos
 from pedidos.runtime import Runtime
-from pedidos.service import PedidoRequest, Settled, place_pedidos
 from tests.conftest import Store
 
 PROBLEM = "application/problem+json"
@@ -220,8 +220,8 @@ def test_full_queue_answers_503_with_retry_after(store: Store, database_url: str
     runtime: Runtime = app.extensions["pedidos"]
     body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
     try:
-        first = runtime.processor.submit(None)
-        second = runtime.processor.submit(None)
+        first = runtime.processor.submit(RANDOM_PEDIDO)
+        second = runtime.processor.submit(RANDOM_PEDIDO)
         response = post(app.test_client(), body)
         problem = assert_problem(response, 503, "sobrecarga")
         assert response.headers["Retry-After"] == "1"
@@ -394,7 +394,7 @@ def test_openapi_documents_every_route(client: FlaskClient, app: Flask) -> None:
     api_rules = {
         re.sub(r"<int:(\w+)>", r"{\1}", rule.rule)
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith(("api.", "simulation_api."))
+        if rule.endpoint.startswith(("api.", "simulacoes_api."))
     }
     assert set(document["paths"]) == api_rules
     post_pedido = document["paths"]["/pedido"]["post"]

@@ -13,14 +13,11 @@ import pytest
 from sqlalchemy import event, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos import running
-from pedidos.db import make_engine, make_sessions
-from pedidos.invariants import missing_pedidos, violations
-from pedidos.models import Cliente, Pedido, Produto
-from pedidos.processor import PedidoProcessor
-from pedidos.running import CommitIndeterminado, Job, run_batch
-from pedidos.seed import reset
-from pedidos.service import (
+from pedidos.orders import batches as running
+from pedidos.orders.batches import CommitOutcomeUnknown, Job, run_batch
+from pedidos.orders.invariants import missing_pedidos, violations
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import (
     ItemRequest,
     PedidoRejeitado,
     PedidoRequest,
@@ -29,6 +26,9 @@ from pedidos.service import (
     place_pedido,
     place_pedidos,
 )
+from pedidos.sim.seed import reset
+from pedidos.storage.engine import make_engine, make_sessions
+from pedidos.storage.models import Cliente, Pedido, Produto
 from tests.conftest import Store
 from tests.mysql_proxy import OnCommit, commit_proxy
 from tests.test_concurrency import release_together
@@ -264,7 +264,7 @@ def test_when_a_commit_cannot_be_read_back_each_caller_gets_its_own_answer(
     finally:
         proxy.outage(False)
 
-    unknown = [o for o in batch.outcomes if isinstance(o, CommitIndeterminado)]
+    unknown = [o for o in batch.outcomes if isinstance(o, CommitOutcomeUnknown)]
     rejected = [o for o in batch.outcomes if isinstance(o, SaldoInsuficiente)]
     assert (len(unknown), len(rejected)) == (3, 2), batch
     assert len({o.solicitacao_id for o in unknown}) == 3  # each caller its own id

@@ -19,11 +19,11 @@ from sqlalchemy import func, make_url, select
 
 from pedidos.app import create_app
 from pedidos.cli import CliState, cli
+from pedidos.cli.diagnosis import SchemaNotCurrent
 from pedidos.config import Settings
-from pedidos.db import alembic_config, newest_revision, upgrade_schema
-from pedidos.diagnosis import SchemaNotCurrent
-from pedidos.invariants import violations
-from pedidos.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao, money_sum
+from pedidos.orders.invariants import violations
+from pedidos.storage.engine import alembic_config, newest_revision, upgrade_schema
+from pedidos.storage.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao, money_sum
 from tests.conftest import Store
 
 

@@ -19,10 +19,9 @@ from sqlalchemy.orm import Session
 from pedidos.app import create_app
 from pedidos.bench.baseline import make_naive, naive_read_modify_write
 from pedidos.config import Settings
-from pedidos.invariants import missing_pedidos, violations
-from pedidos.models import Produto
-from pedidos.processor import PedidoProcessor
-from pedidos.service import (
+from pedidos.orders.invariants import missing_pedidos, violations
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import (
     ItemRequest,
     PedidoPlan,
     PedidoRejeitado,
@@ -36,6 +35,7 @@ from pedidos.service import (
     place_pedidos,
     record,
 )
+from pedidos.storage.models import Produto
 from tests.conftest import Store, outcomes_of, serving
 
 T = TypeVar("T")

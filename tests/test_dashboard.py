@@ -17,10 +17,10 @@ from sqlalchemy.exc import OperationalError
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.db import make_engine, make_sessions
-from pedidos.formatting import brl, data_hora, inteiro
-from pedidos.processor import PedidoProcessor
-from pedidos.simulations import SimulationPlan, Simulations
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.sim.simulacoes import SimulationPlan, Simulations
+from pedidos.storage.engine import make_engine, make_sessions
+from pedidos.web.formatting import brl, data_hora, inteiro
 from tests.conftest import Store
 
 

@@ -1,4 +1,4 @@
-"""Durable requests: async acceptance, idempotency keys, recovery, exactly-once settlement."""
+"""Solicitacoes: async acceptance, idempotency keys, recovery, exactly-once settlement."""
 
 from __future__ import annotations
 
@@ -20,19 +20,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.models import Estado, Pedido, Solicitacao
-from pedidos.processor import PedidoProcessor
-from pedidos.recovery import Recovery
-from pedidos.running import Durable
-from pedidos.runtime import Runtime
-from pedidos.service import (
+from pedidos.orders.batches import SolicitacaoRef
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.recovery import Recovery
+from pedidos.orders.solicitacoes import record_solicitacao
+from pedidos.orders.transaction import (
+    RANDOM_PEDIDO,
     ItemRequest,
     PedidoRequest,
     PedidoResult,
     Settled,
     place_pedidos,
 )
-from pedidos.solicitacoes import record_request
+from pedidos.runtime import Runtime
+from pedidos.storage.models import Estado, Pedido, Solicitacao
 from tests.conftest import Store, outcomes_of
 from tests.test_concurrency import release_together
 
@@ -218,7 +219,9 @@ def test_a_recorded_request_the_full_queue_refuses_is_no_overload(
     runtime: Runtime = app.extensions["pedidos"]
     body = order_body(store.cliente("10.00"), store.produto("1.00", 5))
     try:
-        held = [runtime.processor.submit(None) for _ in range(2)]  # one running, one queued
+        held = [
+            runtime.processor.submit(RANDOM_PEDIDO) for _ in range(2)
+        ]  # one running, one queued
         # The race, made certain: the capacity check passes, then the queue is full.
         monkeypatch.setattr(runtime.processor, "ensure_capacity", lambda: None)
         accepted = post(app.test_client(), body, Prefer="respond-async")
@@ -254,7 +257,7 @@ def test_the_same_key_sent_20_times_at_once_orders_once(live_server: str, store:
 
 
 def record(sessions: sessionmaker[Session], request: PedidoRequest, grace: float = 0) -> int:
-    return record_request(sessions, request, None, grace=timedelta(seconds=grace))
+    return record_solicitacao(sessions, request, None, grace=timedelta(seconds=grace))
 
 
 def estado_of(sessions: sessionmaker[Session], solicitacao_id: int) -> str:
@@ -314,7 +317,7 @@ def test_a_request_run_many_times_at_once_settles_once(
     solicitacao = record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 2),)))
     processor = make_processor(workers=10)
 
-    futures = release_together(10, lambda _i: processor.submit(Durable(solicitacao)))
+    futures = release_together(10, lambda _i: processor.submit(SolicitacaoRef(solicitacao)))
     outcomes = outcomes_of([f for f in futures if not isinstance(f, BaseException)])
 
     assert len(outcomes) == 10

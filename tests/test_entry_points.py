@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.db import resolve_driver
-from pedidos.service import ItemRequest, PedidoRequest
+from pedidos.orders.transaction import ItemRequest, PedidoRequest
+from pedidos.storage.engine import resolve_driver
 from tests.conftest import Store
 from tests.faults.harness import free_port, wait_until
 from tests.test_durable import estado_of, record

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.guards import host_allowed, host_name
+from pedidos.web.guards import host_allowed, host_name
 from tests.conftest import Store, serving
 
 PROBLEM = "application/problem+json"

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pedidos.db import make_engine
-from pedidos.seed import seed
+from pedidos.sim.seed import seed
+from pedidos.storage.engine import make_engine
 from tests.faults.harness import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from pedidos.db import upgrade_schema
 from pedidos.logs import JsonFormatter
+from pedidos.storage.engine import upgrade_schema
 from pedidos.tracing import request_id
 from tests.conftest import Store
 
@@ -91,7 +91,7 @@ def test_unsafe_request_ids_are_replaced(app: Flask) -> None:
 
 def test_json_log_lines_carry_fields_and_the_context_request_id() -> None:
     record = logging.makeLogRecord(
-        {"name": "pedidos.processor", "levelname": "INFO", "msg": "order %s", "args": ("x",)}
+        {"name": "pedidos.orders.processor", "levelname": "INFO", "msg": "order %s", "args": ("x",)}
     )
     record.outcome = "rejeitado"
     token = request_id.set("abc")
@@ -126,7 +126,7 @@ def test_serve_off_a_terminal_writes_only_json_lines(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert "\x1b[" not in text  # no terminal colours in a file
     lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
-    access = [line for line in lines if line["logger"] == "pedidos.access"]
+    access = [line for line in lines if line["logger"] == "pedidos.web.access"]
     assert {(a["method"], a["path"], a["status"]) for a in access} >= {
         ("GET", "/status", 200),
         ("GET", "/nada-aqui", 404),

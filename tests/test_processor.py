@@ -11,9 +11,20 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.processor import PedidoProcessor
-from pedidos.running import BACKOFF_CAP_SECONDS, RetriesExhausted, backoff_seconds, retry_code
-from pedidos.service import ItemRequest, PedidoRequest, PedidoResult, Settled, place_pedidos
+from pedidos.orders.batches import (
+    BACKOFF_CAP_SECONDS,
+    RetriesExhausted,
+    backoff_seconds,
+    retry_code,
+)
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import (
+    ItemRequest,
+    PedidoRequest,
+    PedidoResult,
+    Settled,
+    place_pedidos,
+)
 from tests.conftest import Store, outcomes_of
 
 MakeProcessor = Callable[..., PedidoProcessor]

@@ -13,9 +13,9 @@ from sqlalchemy import insert
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.db import make_engine, upgrade_schema
-from pedidos.models import Cliente, Produto
 from pedidos.runtime import Runtime
+from pedidos.storage.engine import make_engine, upgrade_schema
+from pedidos.storage.models import Cliente, Produto
 
 
 def _database(path: Path) -> str:

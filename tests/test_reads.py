@@ -13,9 +13,10 @@ from sqlalchemy import Engine, text, update
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.models import Simulacao, utc_now
-from pedidos.problems import Problem
 from pedidos.runtime import Runtime
+from pedidos.storage.models import Simulacao, utc_now
+from pedidos.storage.reads import ReadTooSlow
+from pedidos.web.problems import PROBLEM_OF
 from tests.conftest import Store
 
 # A query that takes seconds on either database, whatever the data.
@@ -48,14 +49,15 @@ def runtime_of(app: Flask) -> Runtime:
 
 def test_a_slow_report_query_is_stopped_by_the_database(tight: Flask) -> None:
     started = time.monotonic()
-    with pytest.raises(Problem) as caught, runtime_of(tight).reads.session() as session:
+    with pytest.raises(ReadTooSlow) as caught, runtime_of(tight).reads.session() as session:
         if session.get_bind().dialect.name == "mysql":
             # MariaDB stops recursion at 1000 rows by default, long before it gets slow.
             session.execute(text("SET SESSION max_recursive_iterations = 1000000000"))
         session.execute(text(SLOW_QUERY)).scalar()
     assert time.monotonic() - started < 3
-    assert (caught.value.status, caught.value.slug) == (503, "leitura-demorada")
-    assert caught.value.headers["Retry-After"]
+    problem = PROBLEM_OF[ReadTooSlow](caught.value)
+    assert (problem.status, problem.slug) == (503, "leitura-demorada")
+    assert problem.headers["Retry-After"]
     # The connection is usable again afterwards.
     with runtime_of(tight).reads.session() as session:
         assert session.execute(text("SELECT 1")).scalar() == 1

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from pedidos.config import Settings
-from pedidos.db import upgrade_schema
-from pedidos.safety import database_problems, settings_problems
+from pedidos.storage.engine import upgrade_schema
+from pedidos.storage.safety import database_problems, settings_problems
 from tests.conftest import recreate_mariadb_database, sibling_database
 
 

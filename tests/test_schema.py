@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from pedidos.models import Base
+from pedidos.storage.models import Base
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:

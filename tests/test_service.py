@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.models import ItemPedido, Pedido
-from pedidos.service import (
+from pedidos.orders.transaction import (
     ClienteNaoEncontrado,
     EstoqueInsuficiente,
     ItemRequest,
@@ -23,6 +22,7 @@ from pedidos.service import (
     place_pedido,
     random_pedido_request,
 )
+from pedidos.storage.models import ItemPedido, Pedido
 from tests.conftest import Store
 
 

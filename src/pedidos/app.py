@@ -7,24 +7,24 @@ from datetime import timedelta
 
 from flask import Flask
 
-from pedidos.access import register_access
-from pedidos.api import api
 from pedidos.config import Settings
-from pedidos.dashboard import dashboard
-from pedidos.db import make_engine, make_sessions
-from pedidos.guards import register_guards
-from pedidos.logs import register_request_ids
-from pedidos.metrics import instrument_http, instrument_pool, metrics
-from pedidos.openapi import docs
-from pedidos.problems import register_error_handlers
-from pedidos.processor import PedidoProcessor
-from pedidos.reads import Reads
-from pedidos.recovery import Recovery
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.recovery import Recovery
+from pedidos.orders.transaction import Work, place_pedidos
 from pedidos.runtime import Runtime
-from pedidos.safety import UnsafeSettings, settings_problems
-from pedidos.service import Work, place_pedidos
-from pedidos.simulation_api import simulacao_out, simulation_api
-from pedidos.simulations import Simulations
+from pedidos.sim.simulacoes import Simulations
+from pedidos.storage.engine import make_engine, make_sessions
+from pedidos.storage.reads import Reads
+from pedidos.storage.safety import UnsafeSettings, settings_problems
+from pedidos.web.access import register_access
+from pedidos.web.api import api
+from pedidos.web.dashboard import dashboard
+from pedidos.web.guards import register_guards
+from pedidos.web.metrics import instrument_http, instrument_pool, metrics
+from pedidos.web.openapi import docs
+from pedidos.web.problems import register_error_handlers
+from pedidos.web.simulacoes import simulacao_out, simulacoes_api
+from pedidos.web.tracing import register_request_ids
 
 # Report requests on the read database: request threads only, never the order workers.
 
@@ -32,7 +32,7 @@ from pedidos.simulations import Simulations
 def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) -> Flask:
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     unsafe = settings_problems(settings, app.debug)
     if unsafe:
         raise UnsafeSettings("; ".join(unsafe))
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
     instrument_http(app)
     instrument_pool(engine)
     app.register_blueprint(api)
-    app.register_blueprint(simulation_api)
+    app.register_blueprint(simulacoes_api)
     app.register_blueprint(dashboard)
     app.register_blueprint(metrics)
     app.register_blueprint(docs)

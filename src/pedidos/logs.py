@@ -1,23 +1,14 @@
-"""Structured logs: JSON lines off a terminal, and a request id that follows each order."""
+"""Structured logs: JSON lines off a terminal, each with the request id it belongs to."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import uuid
 from datetime import UTC, datetime
-
-from flask import Flask, Response, request
-from werkzeug.serving import WSGIRequestHandler
 
 from pedidos.config import LogFormat
 from pedidos.tracing import request_id
-
-REQUEST_ID_HEADER = "X-Request-Id"
-# A caller's id is echoed into logs, so it must be short and harmless: no spaces or quotes.
-_ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -83,50 +74,3 @@ def configure_logging(log_format: LogFormat) -> None:
         logger.setLevel(level)
         if name:
             logger.propagate = False
-
-
-access_log = logging.getLogger("pedidos.access")
-
-
-class JsonAccessLog(WSGIRequestHandler):
-    """Werkzeug's request handler with its access and error lines as plain structured records.
-
-    Werkzeug writes access lines of its own, coloured with ANSI codes; through the `pedidos`
-    logger they become JSON lines like every other, with the request id.
-    """
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = getattr(self, "path", None)
-        access_log.info(
-            "%s %s %s",
-            self.command,
-            path,
-            code,
-            extra={
-                "method": self.command,
-                "path": path,
-                "status": int(code) if str(code).isdigit() else str(code),
-                "bytes": int(size) if str(size).isdigit() else None,
-                "remote_addr": self.address_string(),
-            },
-        )
-
-    def log(self, type: str, message: str, *args: object) -> None:
-        level = logging.ERROR if type == "error" else logging.INFO
-        access_log.log(level, message, *args, extra={"remote_addr": self.address_string()})
-
-
-def register_request_ids(app: Flask) -> None:
-    """Take the caller's X-Request-Id (or make one), log with it, and echo it back."""
-
-    @app.before_request
-    def _take_request_id() -> None:
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id.set(offered if _ACCEPTABLE_ID.fullmatch(offered) else uuid.uuid4().hex)
-
-    @app.after_request
-    def _echo_request_id(response: Response) -> Response:
-        current = request_id.get()
-        if current:
-            response.headers[REQUEST_ID_HEADER] = current
-        return response

@@ -1,63 +1,44 @@
-"""The /metrics endpoint and the HTTP and pool instrumentation (see pedidos.instruments).
+"""Prometheus instruments: orders by outcome, retries, queue, latency, HTTP and the DB pool.
 
-With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does): every
-process then writes its samples to files there and `/metrics` sums them across workers.
+Defined apart from the web layer so that the order processor can count without importing it.
+With several server workers, set PROMETHEUS_MULTIPROC_DIR: every process then writes its
+samples to files there and `/metrics` sums them across workers.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from typing import Any
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from flask import Blueprint, Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from sqlalchemy import Engine, event
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created samples: noise here
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-from pedidos.instruments import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
-
-metrics = Blueprint("metrics", __name__)
-
-
-@metrics.get("/metrics")
-def expose() -> Response:
-    """Every metric in Prometheus' text format (summed over workers in multiprocess mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    # content_type, not mimetype: the constant already carries its charset, and mimetype
-    # would append a second one.
-    return Response(body, content_type=CONTENT_TYPE_LATEST)
-
-
-def instrument_http(app: Flask) -> None:
-    """Count and time every request by its route (never by raw path: bounded labels)."""
-
-    @app.before_request
-    def _start_clock() -> None:
-        request.environ["pedidos.started"] = time.perf_counter()
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        started = request.environ.get("pedidos.started")
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        if started is not None:
-            HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-        return response
-
-
-def instrument_pool(engine: Engine) -> None:
-    """Track connections checked out of the engine's pool."""
-
-    def checked_out(*_args: Any) -> None:
-        POOL_CHECKED_OUT.inc()
-
-    def checked_in(*_args: Any) -> None:
-        POOL_CHECKED_OUT.dec()
-
-    event.listen(engine, "checkout", checked_out)
-    event.listen(engine, "checkin", checked_in)
+ORDERS = Counter(
+    "pedidos_orders", "Orders settled by the processor", ["outcome", "reason"]
+)  # outcome: concluido | rejeitado | falhou
+OVERLOADED = Counter("pedidos_overloaded", "Orders refused because the processor was full")
+RETRIES = Counter("pedidos_retries", "Transaction retries by database error code", ["code"])
+ORDER_SECONDS = Histogram(
+    "pedidos_order_seconds",
+    "From admission to outcome, per order (queue wait included)",
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "pedidos_in_flight", "Orders admitted and not yet settled", multiprocess_mode="livesum"
+)
+QUEUE_DEPTH = Gauge(
+    "pedidos_queue_depth", "Admitted orders waiting for a worker", multiprocess_mode="livesum"
+)
+POOL_CHECKED_OUT = Gauge(
+    "pedidos_db_pool_checked_out",
+    "Database connections in use",
+    multiprocess_mode="livesum",
+)
+HTTP_REQUESTS = Counter(
+    "pedidos_http_requests", "HTTP requests answered", ["method", "endpoint", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "pedidos_http_request_seconds",
+    "HTTP request duration by endpoint",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)

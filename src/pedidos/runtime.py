@@ -8,17 +8,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 
-from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.config import Settings
-from pedidos.db import database_identity
-from pedidos.intake import Intake
-from pedidos.processor import PedidoProcessor
-from pedidos.reads import Reads
-from pedidos.recovery import Recovery
-from pedidos.simulations import Simulations
+from pedidos.orders.gateway import Gateway
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.recovery import Recovery
+from pedidos.sim.simulacoes import Simulations
+from pedidos.storage.engine import database_identity
+from pedidos.storage.reads import Reads
 
 
 @dataclass
@@ -44,9 +43,9 @@ class Runtime:
         return self._database_id
 
     @cached_property
-    def intake(self) -> Intake:
+    def gateway(self) -> Gateway:
         """Where the API hands its orders: directly to the processor, or recorded first."""
-        return Intake(
+        return Gateway(
             self.processor,
             self.sessions,
             self.read_sessions,
@@ -66,14 +65,10 @@ class Runtime:
     def drain(self, timeout: float) -> None:
         """Stop accepting orders, finish those accepted, and let their responses go out.
 
-        Durable requests still pending are not lost: they stay in the database and recovery
+        Solicitacoes still pending are not lost: they stay in the database and recovery
         runs them on the next start (or on another instance).
         """
-        self.accepting = False
-        self.simulations.stop()
-        if self.recovery is not None:
-            self.recovery.stop()
-        self.processor.shutdown()
+        self._stop_taking_orders()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -86,16 +81,14 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        self._stop_taking_orders()
+        self.reads.close()
+        self.engine.dispose()
+
+    def _stop_taking_orders(self) -> None:
+        """Refuse new orders, stop what makes them, and finish those accepted."""
         self.accepting = False
         self.simulations.stop()
         if self.recovery is not None:
             self.recovery.stop()
         self.processor.shutdown()
-        self.reads.close()
-        self.engine.dispose()
-
-
-def current_runtime() -> Runtime:
-    """The runtime that create_app built for the app handling this request or command."""
-    found: Runtime = current_app.extensions["pedidos"]
-    return found

@@ -2,7 +2,7 @@
 
 from pedidos.app import create_app
 from pedidos.logs import configure_logging
-from pedidos.production import watch_drain_flag
+from pedidos.web.production import watch_drain_flag
 
 app = create_app()
 configure_logging(app.extensions["pedidos"].settings.log_format)

@@ -16,8 +16,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.db import make_engine, upgrade_schema
-from pedidos.seed import seed, seed_pedidos
+from pedidos.sim.seed import seed, seed_pedidos
+from pedidos.storage.engine import make_engine, upgrade_schema
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import serving
 

@@ -19,7 +19,7 @@ import pymysql
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from pedidos.models import Cliente, Produto
+from pedidos.storage.models import Cliente, Produto
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cluster.sh"

@@ -18,7 +18,7 @@ import pymysql
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 
-from pedidos.models import PENDENTES, Solicitacao
+from pedidos.storage.models import PENDENTES, Solicitacao
 from tests.cluster.conftest import AUTH, Cluster, seed
 from tests.faults.conftest import assert_nothing_lost, ledger
 from tests.faults.harness import LoadResult, Request, run_load, wait_until
@@ -162,8 +162,8 @@ def _load_with_faults(cluster: Cluster, mode: str, node: int, instance: int) -> 
         cluster.stop_node(node)
         load.join(timeout=300)
         assert not load.is_alive()
-        # The killed instance's durable requests are taken over once their lease expires.
-        wait_until(lambda: _pending(engine) == 0, 90, "every durable request settled")
+        # The killed instance's solicitacoes are taken over once their lease expires.
+        wait_until(lambda: _pending(engine) == 0, 90, "every solicitacao settled")
         retries = _retries(cluster) - retries_before
 
         assert result.sent == ORDERS

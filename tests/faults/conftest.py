@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from pedidos.db import make_engine, make_sessions, upgrade_schema
-from pedidos.invariants import Ledger, missing_pedidos, take_ledger, violations
-from pedidos.models import Cliente, Estado, Pedido, Produto, Solicitacao
+from pedidos.orders.invariants import Ledger, missing_pedidos, take_ledger, violations
+from pedidos.storage.engine import make_engine, make_sessions, upgrade_schema
+from pedidos.storage.models import Cliente, Estado, Pedido, Produto, Solicitacao
 from tests.conftest import recreate_mariadb_database, sibling_database
 from tests.faults.harness import LoadResult, ServiceProcess
 

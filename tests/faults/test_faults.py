@@ -25,9 +25,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from pedidos.app import create_app
 from pedidos.bench.baseline import naive_read_modify_write
 from pedidos.config import Settings
-from pedidos.db import make_engine, upgrade_schema
-from pedidos.invariants import violations
-from pedidos.models import PENDENTES, Pedido, Solicitacao
+from pedidos.orders.invariants import violations
+from pedidos.storage.engine import make_engine, upgrade_schema
+from pedidos.storage.models import PENDENTES, Pedido, Solicitacao
 from tests.conftest import serving
 from tests.faults.conftest import (
     assert_nothing_lost,

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, func, select
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.models import Pedido, Simulacao
+from pedidos.storage.models import Pedido, Simulacao
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import serving
 from tests.faults.conftest import assert_nothing_lost, ledger, report, seed_catalog

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pedidos.models import Cliente, Produto
-from pedidos.service import (
+from pedidos.orders.transaction import (
     PedidoPlan,
     PedidoRequest,
     Settled,
@@ -23,6 +22,7 @@ from pedidos.service import (
     decide,
     record,
 )
+from pedidos.storage.models import Cliente, Produto
 
 
 def make_naive(think_seconds: float) -> Work:

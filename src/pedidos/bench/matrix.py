@@ -31,12 +31,18 @@ from sqlalchemy import Engine, create_engine, insert, make_url, select, text
 
 from pedidos.bench.baseline import make_naive
 from pedidos.config import Settings
-from pedidos.db import make_engine, make_sessions, upgrade_schema
-from pedidos.invariants import take_ledger, violations
-from pedidos.models import Cliente, Produto
-from pedidos.processor import PedidoProcessor
-from pedidos.seed import reset
-from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest, Work, place_pedidos
+from pedidos.orders.invariants import take_ledger, violations
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import (
+    ItemRequest,
+    PedidoRejeitado,
+    PedidoRequest,
+    Work,
+    place_pedidos,
+)
+from pedidos.sim.seed import reset
+from pedidos.storage.engine import make_engine, make_sessions, upgrade_schema
+from pedidos.storage.models import Cliente, Produto
 
 RESULTS = Path("benchmarks/results")  # relative to the checkout the benchmark runs from
 BATCH_SIZE = 64  # the "batched" mode, and PEDIDOS_BATCH_SIZE of the gunicorn behind "http"

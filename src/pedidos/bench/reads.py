@@ -21,8 +21,8 @@ from sqlalchemy import Engine, text
 from pedidos.app import create_app
 from pedidos.bench.matrix import DATABASES, prepare_database
 from pedidos.config import Settings
-from pedidos.db import make_engine
-from pedidos.seed import reset, seed
+from pedidos.sim.seed import reset, seed
+from pedidos.storage.engine import make_engine
 
 
 def fill_orders(engine: Engine, pedidos: int) -> tuple[int, int]:

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 
 from pedidos.bench.matrix import BATCH_SIZE, SCENARIOS, prepare_database, seed_scenario
 from pedidos.config import Settings
-from pedidos.db import make_engine, make_sessions
-from pedidos.invariants import take_ledger, violations
-from pedidos.processor import PedidoProcessor
-from pedidos.service import ItemRequest, PedidoRejeitado, PedidoRequest
+from pedidos.orders.invariants import take_ledger, violations
+from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.transaction import ItemRequest, PedidoRejeitado, PedidoRequest
+from pedidos.storage.engine import make_engine, make_sessions
 
 SAMPLES = 20  # RSS lines printed over the run
 

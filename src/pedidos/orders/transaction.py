@@ -1,0 +1,384 @@
+"""The order transaction: lock, decide, debit, record — each order all or nothing."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from pedidos.orders import statements
+from pedidos.orders.contadores import count_outcomes
+from pedidos.storage.models import (
+    CENT,
+    Estado,
+    utc_now,
+)
+
+ZERO = Decimal("0.00")
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    produto_id: int
+    quantidade: int
+
+
+@dataclass(frozen=True)
+class PedidoRequest:
+    """A validated order as the client asked for it; prices are never part of it."""
+
+    cliente_id: int
+    itens: tuple[ItemRequest, ...]
+    # Set when the order was first recorded durably: the transaction then completes that row.
+    solicitacao_id: int | None = None
+
+    def to_payload(self) -> str:
+        """Canonical JSON of what was asked: stored, and hashed for idempotency checks."""
+        itens = [[i.produto_id, i.quantidade] for i in self.itens]
+        return json.dumps({"cliente_id": self.cliente_id, "itens": itens}, separators=(",", ":"))
+
+    @classmethod
+    def from_payload(cls, payload: str, solicitacao_id: int) -> PedidoRequest:
+        data = json.loads(payload)
+        itens = tuple(ItemRequest(p, q) for p, q in data["itens"])
+        return cls(data["cliente_id"], itens, solicitacao_id)
+
+    def merged_itens(self) -> list[ItemRequest]:
+        """One line per produto, in ascending produto id: the lock order."""
+        totals: Counter[int] = Counter()
+        for item in self.itens:
+            totals[item.produto_id] += item.quantidade
+        return [ItemRequest(produto_id, q) for produto_id, q in sorted(totals.items())]
+
+
+@dataclass(frozen=True)
+class RandomPedido:
+    """A demonstration order: its cliente and produto are drawn when it is recorded or run."""
+
+
+RANDOM_PEDIDO = RandomPedido()
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    produto_id: int
+    quantidade: int
+    preco_unitario: Decimal
+
+    @property
+    def subtotal(self) -> Decimal:
+        return (self.preco_unitario * self.quantidade).quantize(CENT)
+
+
+@dataclass(frozen=True)
+class PedidoResult:
+    """A committed order, built inside its transaction so it never touches a live ORM object."""
+
+    id: int
+    cliente_id: int
+    total: Decimal
+    criado_em: datetime
+    itens: tuple[ItemResult, ...]
+
+
+class PedidoRejeitado(Exception):
+    """Base of the business rejections: never retried, nothing persisted."""
+
+    reason: str = "rejeitado"
+
+    def details(self) -> dict[str, Any]:
+        """The facts behind the rejection, JSON-ready (money as decimal strings)."""
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in vars(self).items()}
+
+    def motivo(self) -> dict[str, Any]:
+        """What is stored for a rejected request, and replayed from it."""
+        return {"reason": self.reason, "detail": str(self), **self.details()}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their facts, not a message: rebuild them from state (process pool).
+        return (_rebuild_rejection, (type(self), self.args, vars(self)))
+
+
+def _rebuild_rejection(
+    cls: type[PedidoRejeitado], args: tuple[Any, ...], state: dict[str, Any]
+) -> PedidoRejeitado:
+    rejection = cls.__new__(cls)
+    rejection.args = args
+    rejection.__dict__.update(state)
+    return rejection
+
+
+def rejection_from_motivo(motivo: dict[str, Any]) -> PedidoRejeitado:
+    """Rebuild a stored rejection, so that a replay answers exactly as the first time."""
+    facts = dict(motivo)
+    reason, detail = facts.pop("reason"), facts.pop("detail")
+    kind = next((k for k in PedidoRejeitado.__subclasses__() if k.reason == reason), None)
+    return _rebuild_rejection(kind or PedidoRejeitado, (detail,), facts)
+
+
+class ClienteNaoEncontrado(PedidoRejeitado):
+    reason = "cliente_nao_encontrado"
+
+    def __init__(self, cliente_id: int) -> None:
+        super().__init__(f"cliente {cliente_id} does not exist")
+        self.cliente_id = cliente_id
+
+
+class ProdutoNaoEncontrado(PedidoRejeitado):
+    reason = "produto_nao_encontrado"
+
+    def __init__(self, produto_ids: list[int]) -> None:
+        super().__init__(f"produto(s) {', '.join(map(str, produto_ids))} do not exist")
+        self.produto_ids = produto_ids
+
+
+class EstoqueInsuficiente(PedidoRejeitado):
+    reason = "estoque_insuficiente"
+
+    def __init__(self, produto_id: int, disponivel: int, pedido: int) -> None:
+        super().__init__(
+            f"produto {produto_id} has estoque {disponivel}, the order asks for {pedido}"
+        )
+        self.produto_id = produto_id
+        self.disponivel = disponivel
+        self.pedido = pedido
+
+
+class SaldoInsuficiente(PedidoRejeitado):
+    reason = "saldo_insuficiente"
+
+    def __init__(self, cliente_id: int, saldo: Decimal, total: Decimal) -> None:
+        super().__init__(f"cliente {cliente_id} has saldo {saldo}, the order costs {total}")
+        self.cliente_id = cliente_id
+        self.saldo = saldo
+        self.total = total
+
+
+class NadaParaSimular(PedidoRejeitado):
+    reason = "sem_dados"
+
+    def __init__(self) -> None:
+        super().__init__("there are no clientes or no produtos to simulate an order with")
+
+
+Settled = PedidoResult | PedidoRejeitado
+# The order transaction: many orders in the caller's open transaction, one outcome each.
+Work = Callable[[Session, Sequence[PedidoRequest]], list[Settled]]
+
+
+@dataclass(frozen=True)
+class PedidoPlan:
+    """An order that passed its checks: what to debit and what to record."""
+
+    cliente_id: int
+    itens: tuple[ItemResult, ...]
+    total: Decimal
+
+
+@dataclass
+class Stock:
+    """The rows the orders are checked against, less what the orders before took."""
+
+    precos: dict[int, Decimal]
+    estoques: dict[int, int]
+    saldos: dict[int, Decimal]
+
+
+def place_pedidos(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+    """Run orders in the caller's open transaction, each all or nothing; a lone order is a
+    list of one. Each order is decided in arrival order against what the ones before it
+    left, so the outcomes are exactly those of running them one by one."""
+    stock = lock_stock(session, requests)
+    decided = [decide(request, stock) for request in requests]
+    debit(session, [plan for plan in decided if isinstance(plan, PedidoPlan)])
+    return record(session, requests, decided)
+
+
+def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
+    """One order in the caller's open transaction; raise its rejection."""
+    settled = place_pedidos(session, [request])[0]
+    if isinstance(settled, PedidoRejeitado):
+        raise settled
+    return settled
+
+
+def lock_stock(session: Session, requests: Sequence[PedidoRequest]) -> Stock:
+    """Lock every row the orders touch, in the one order every transaction uses, so that no
+    two can wait on each other in a cycle: produtos by ascending id, then clientes."""
+    produto_ids = sorted({item.produto_id for r in requests for item in r.itens})
+    cliente_ids = sorted({request.cliente_id for request in requests})
+    produtos = session.execute(statements.LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
+    clientes = session.execute(statements.LOCK_CLIENTES, {"cliente_ids": cliente_ids}).all()
+    return Stock(
+        precos={row.id: row.preco for row in produtos},
+        estoques={row.id: row.estoque for row in produtos},
+        saldos={row.id: row.saldo for row in clientes},
+    )
+
+
+def decide(request: PedidoRequest, stock: Stock) -> PedidoPlan | PedidoRejeitado:
+    """Check one order against what is left; when it passes, take its stock and money."""
+    itens = request.merged_itens()
+    missing = [item.produto_id for item in itens if item.produto_id not in stock.precos]
+    if missing:
+        return ProdutoNaoEncontrado(missing)
+    for item in itens:
+        if stock.estoques[item.produto_id] < item.quantidade:
+            disponivel = stock.estoques[item.produto_id]
+            return EstoqueInsuficiente(item.produto_id, disponivel, item.quantidade)
+    lines = tuple(
+        ItemResult(item.produto_id, item.quantidade, stock.precos[item.produto_id])
+        for item in itens
+    )
+    total = sum((line.subtotal for line in lines), Decimal("0.00"))
+    saldo = stock.saldos.get(request.cliente_id)
+    if saldo is None:
+        return ClienteNaoEncontrado(request.cliente_id)
+    if saldo < total:
+        return SaldoInsuficiente(request.cliente_id, saldo, total)
+    for item in itens:
+        stock.estoques[item.produto_id] -= item.quantidade
+    stock.saldos[request.cliente_id] = saldo - total
+    return PedidoPlan(request.cliente_id, lines, total)
+
+
+def debit(session: Session, plans: Sequence[PedidoPlan]) -> None:
+    """Take the stock and the money, one statement per table. Parent rows are updated before
+    the child rows are inserted, so the inserts' foreign-key checks never need to upgrade a
+    shared lock."""
+    if not plans:
+        return
+    produtos: dict[int, tuple[int, Decimal]] = {}
+    clientes: dict[int, tuple[int, Decimal]] = {}
+    for plan in plans:
+        for item in plan.itens:
+            unidades, receita = produtos.get(item.produto_id, (0, ZERO))
+            produtos[item.produto_id] = (unidades + item.quantidade, receita + item.subtotal)
+        compras, gasto = clientes.get(plan.cliente_id, (0, ZERO))
+        clientes[plan.cliente_id] = (compras + 1, gasto + plan.total)
+    statements.debit_produtos(session, sorted(produtos.items()))
+    statements.debit_clientes(session, sorted(clientes.items()))
+
+
+def record(
+    session: Session,
+    requests: Sequence[PedidoRequest],
+    decided: Sequence[PedidoPlan | PedidoRejeitado],
+) -> list[Settled]:
+    """Settle every request row and insert the pedidos (each with its request's id), their
+    items and the counters, after the debits.
+
+    A request row commits with its order, so a request is CONCLUIDO exactly when its order
+    exists, and a caller that lost the connection during COMMIT can look the id up. A direct
+    order gets its row now; a recorded one has had it since it arrived.
+    """
+    now = utc_now()
+    pairs = list(zip(requests, decided, strict=True))
+    new_rows = [
+        concluded_request_row(request, now)
+        for request, plan in pairs
+        if request.solicitacao_id is None and isinstance(plan, PedidoPlan)
+    ]
+    new_ids = iter(
+        session.execute(statements.NEW_SOLICITACOES, new_rows).scalars() if new_rows else ()
+    )
+    committed: list[tuple[int, PedidoPlan]] = []
+    recorded_ids: list[int] = []
+    rejected_recorded: list[tuple[int, PedidoRejeitado]] = []
+    settled: list[Settled] = []
+    for request, plan in pairs:
+        recorded = request.solicitacao_id
+        if isinstance(plan, PedidoRejeitado):
+            if recorded is not None:
+                rejected_recorded.append((recorded, plan))
+            settled.append(plan)
+            continue
+        if recorded is not None:
+            recorded_ids.append(recorded)
+        pedido_id = recorded if recorded is not None else next(new_ids)
+        committed.append((pedido_id, plan))
+        settled.append(PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens))
+    if recorded_ids:
+        session.execute(statements.CONCLUDE_SOLICITACOES, {"ids": recorded_ids, "agora": now})
+    if rejected_recorded:
+        session.execute(
+            statements.REJECT_SOLICITACAO,
+            [
+                {"solicitacao": i, "motivo": json.dumps(r.motivo()), "agora": now}
+                for i, r in rejected_recorded
+            ],
+        )
+    if committed:
+        insert_pedidos(session, committed, now)
+    plans = [plan for _, plan in committed]
+    count_outcomes(
+        session,
+        concluidos=len(plans),
+        rejeitados=len(settled) - len(plans),
+        unidades=sum(item.quantidade for plan in plans for item in plan.itens),
+        receita=sum((plan.total for plan in plans), ZERO),
+    )
+    return settled
+
+
+def concluded_request_row(request: PedidoRequest, now: datetime) -> dict[str, Any]:
+    """The solicitacoes row of an order that commits without having been recorded first."""
+    return {
+        "payload": request.to_payload(),
+        "estado": Estado.CONCLUIDO.value,
+        "tentativas": 1,
+        "criado_em": now,
+        "atualizado_em": now,
+    }
+
+
+def insert_pedidos(
+    session: Session, committed: Sequence[tuple[int, PedidoPlan]], now: datetime
+) -> None:
+    """Insert the pedidos, each with its request's id, and all their items."""
+    session.execute(
+        statements.NEW_PEDIDO,
+        [
+            {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
+            for i, plan in committed
+        ],
+    )
+    session.execute(
+        statements.NEW_ITENS,
+        [
+            {
+                "pedido_id": i,
+                "produto_id": item.produto_id,
+                "quantidade": item.quantidade,
+                "preco_unitario": item.preco_unitario,
+            }
+            for i, plan in committed
+            for item in plan.itens
+        ],
+    )
+
+
+def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
+    """An arriving order: a random cliente buys one unit of a random produto."""
+    cliente_id = _random_id(session, statements.RANDOM_CLIENTE, rng)
+    produto_id = _random_id(session, statements.RANDOM_PRODUTO, rng)
+    if cliente_id is None or produto_id is None:
+        raise NadaParaSimular()
+    return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
+
+
+def _random_id(session: Session, pick: statements.RandomPick, rng: random.Random) -> int | None:
+    bounds, seek = pick
+    bound: tuple[int | None, int | None] = tuple(session.execute(bounds).one())
+    low, high = bound
+    if low is None or high is None:
+        return None
+    found = session.execute(seek, {"pick": rng.randint(low, high)}).scalar_one_or_none()
+    return int(found if found is not None else low)

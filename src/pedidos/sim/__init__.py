@@ -1,0 +1,1 @@
+"""Demo data and load: the seed, simulated HTTP users, dashboard simulations."""

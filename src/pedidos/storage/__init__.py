@@ -1,0 +1,1 @@
+"""The database: engines, the schema and its migrations, guarded reads."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, input, problems, access, the dashboard and the servers."""

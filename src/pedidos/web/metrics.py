@@ -1,0 +1,63 @@
+"""The /metrics endpoint and the HTTP and pool instrumentation (see pedidos.metrics).
+
+With several gunicorn workers, set PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py does): every
+process then writes its samples to files there and `/metrics` sums them across workers.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from sqlalchemy import Engine, event
+
+from pedidos.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
+
+metrics = Blueprint("metrics", __name__)
+
+
+@metrics.get("/metrics")
+def expose() -> Response:
+    """Every metric in Prometheus' text format (summed over workers in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    # content_type, not mimetype: the constant already carries its charset, and mimetype
+    # would append a second one.
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def instrument_http(app: Flask) -> None:
+    """Count and time every request by its route (never by raw path: bounded labels)."""
+
+    @app.before_request
+    def _start_clock() -> None:
+        request.environ["pedidos.started"] = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = request.environ.get("pedidos.started")
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        if started is not None:
+            HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+
+def instrument_pool(engine: Engine) -> None:
+    """Track connections checked out of the engine's pool."""
+
+    def checked_out(*_args: Any) -> None:
+        POOL_CHECKED_OUT.inc()
+
+    def checked_in(*_args: Any) -> None:
+        POOL_CHECKED_OUT.dec()
+
+    event.listen(engine, "checkout", checked_out)
+    event.listen(engine, "checkin", checked_in)
