@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from pedidos.orders import vendas
 from pedidos.storage.models import (
     Cliente,
     Contador,
@@ -112,40 +113,24 @@ def take_ledger(session: Session) -> Ledger:
 
 def _sales_that_disagree(session: Session) -> int:
     """Produtos and clientes whose kept totals differ from what their orders' rows say."""
-    por_produto = (
-        select(
-            ItemPedido.produto_id.label("id"),
-            func.sum(ItemPedido.quantidade).label("vendidos"),
-            func.sum(ItemPedido.quantidade * ItemPedido.preco_unitario).label("receita"),
-        )
-        .group_by(ItemPedido.produto_id)
-        .subquery()
-    )
+    sold = vendas.por_produto()
     produtos = session.execute(
         select(func.count())
         .select_from(Produto)
-        .outerjoin(por_produto, por_produto.c.id == Produto.id)
+        .outerjoin(sold, sold.c.id == Produto.id)
         .where(
-            (Produto.vendidos != func.coalesce(por_produto.c.vendidos, 0))
-            | (Produto.receita != func.coalesce(por_produto.c.receita, 0))
+            (Produto.vendidos != func.coalesce(sold.c.vendidos, 0))
+            | (Produto.receita != func.coalesce(sold.c.receita, 0))
         )
     ).scalar_one()
-    por_cliente = (
-        select(
-            Pedido.cliente_id.label("id"),
-            func.count().label("compras"),
-            func.sum(Pedido.total).label("gasto"),
-        )
-        .group_by(Pedido.cliente_id)
-        .subquery()
-    )
+    spent = vendas.por_cliente()
     clientes = session.execute(
         select(func.count())
         .select_from(Cliente)
-        .outerjoin(por_cliente, por_cliente.c.id == Cliente.id)
+        .outerjoin(spent, spent.c.id == Cliente.id)
         .where(
-            (Cliente.compras != func.coalesce(por_cliente.c.compras, 0))
-            | (Cliente.gasto != func.coalesce(por_cliente.c.gasto, 0))
+            (Cliente.compras != func.coalesce(spent.c.compras, 0))
+            | (Cliente.gasto != func.coalesce(spent.c.gasto, 0))
         )
     ).scalar_one()
     return int(produtos) + int(clientes)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from pedidos.orders import vendas
 from pedidos.storage.models import (
     CENT,
     Cliente,
@@ -409,50 +410,33 @@ def _insert_orders(
         ],
     )
     in_batch = Pedido.id.between(ids[0], ids[-1])
-    por_cliente = (
-        select(
-            Pedido.cliente_id.label("cliente_id"),
-            func.count().label("compras"),
-            func.sum(Pedido.total).label("gasto"),
-        )
-        .where(in_batch)
-        .group_by(Pedido.cliente_id)
-        .subquery()
-    )
+    in_batch_items = ItemPedido.pedido_id.between(ids[0], ids[-1])
+    spent = vendas.por_cliente(in_batch)
     # Raw column arithmetic: both sides are stored alike (cents on SQLite, DECIMAL elsewhere).
     connection.execute(
         update(Cliente)
-        .where(Cliente.id == por_cliente.c.cliente_id)
+        .where(Cliente.id == spent.c.id)
         .values(
-            saldo=Cliente.saldo - por_cliente.c.gasto,
-            compras=Cliente.compras + por_cliente.c.compras,
-            gasto=Cliente.gasto + por_cliente.c.gasto,
+            saldo=Cliente.saldo - spent.c.gasto,
+            compras=Cliente.compras + spent.c.compras,
+            gasto=Cliente.gasto + spent.c.gasto,
         )
     )
-    linha = ItemPedido.quantidade * ItemPedido.preco_unitario
-    por_produto = (
-        select(
-            ItemPedido.produto_id.label("produto_id"),
-            func.sum(ItemPedido.quantidade).label("unidades"),
-            func.sum(linha).label("receita"),
-        )
-        .where(ItemPedido.pedido_id.between(ids[0], ids[-1]))
-        .group_by(ItemPedido.produto_id)
-        .subquery()
-    )
+    sold = vendas.por_produto(in_batch_items)
     connection.execute(
         update(Produto)
-        .where(Produto.id == por_produto.c.produto_id)
+        .where(Produto.id == sold.c.id)
         .values(
-            estoque=Produto.estoque - por_produto.c.unidades,
-            vendidos=Produto.vendidos + por_produto.c.unidades,
-            receita=Produto.receita + por_produto.c.receita,
+            estoque=Produto.estoque - sold.c.vendidos,
+            vendidos=Produto.vendidos + sold.c.vendidos,
+            receita=Produto.receita + sold.c.receita,
         )
     )
     unidades, receita = connection.execute(
-        select(func.coalesce(func.sum(ItemPedido.quantidade), 0), money_sum(linha)).where(
-            ItemPedido.pedido_id.between(ids[0], ids[-1])
-        )
+        select(
+            func.coalesce(func.sum(ItemPedido.quantidade), 0),
+            money_sum(ItemPedido.quantidade * ItemPedido.preco_unitario),
+        ).where(in_batch_items)
     ).one()
     connection.execute(
         update(Contador)

@@ -45,22 +45,29 @@ def make_engine(database_url: str, pool_size: int = 8, lock_wait_timeout: int = 
     url = resolve_driver(database_url)
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(database_url, pool_size)
+    # A short lock wait turns a stuck lock into error 1205, which is retried, instead of
+    # holding a worker for InnoDB's default 50 s.
+    return make_server_engine(
+        url, pool_size, 30.0, f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_timeout)}"
+    )
+
+
+def make_server_engine(url: URL, pool_size: int, pool_timeout: float, session_sql: str) -> Engine:
+    """A MariaDB/MySQL engine whose every new connection first runs `session_sql`."""
     engine = create_engine(
         url,
         pool_size=pool_size,
         # A mis-sized pool should show up as a pool timeout, not as hidden extra connections.
         max_overflow=0,
-        pool_timeout=30,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
         pool_recycle=POOL_RECYCLE_SECONDS,
     )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # A short lock wait turns a stuck lock into error 1205, which is retried, instead of
-        # holding a worker for InnoDB's default 50 s.
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait_timeout)}")
+        cursor.execute(session_sql)
         cursor.close()
 
     return engine

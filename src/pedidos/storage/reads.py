@@ -21,9 +21,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from pedidos.storage.engine import (
-    POOL_RECYCLE_SECONDS,
     READ_ONLY_OPTION,
     SQLITE_BUSY_TIMEOUT_SECONDS,
+    make_server_engine,
     resolve_driver,
 )
 
@@ -40,23 +40,13 @@ def make_read_engine(database_url: str, pool_size: int, statement_seconds: float
     url = resolve_driver(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_read_engine(database_url, pool_size, statement_seconds)
-    engine = create_engine(
+    # Enforced by the server: a runaway query stops even if this process is stuck.
+    return make_server_engine(
         url,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=POOL_WAIT_SECONDS,
-        pool_pre_ping=True,
-        pool_recycle=POOL_RECYCLE_SECONDS,
+        pool_size,
+        POOL_WAIT_SECONDS,
+        f"SET SESSION max_statement_time = {float(statement_seconds):.3f}",
     )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        # Enforced by the server: a runaway query stops even if this process is stuck.
-        cursor.execute(f"SET SESSION max_statement_time = {float(statement_seconds):.3f}")
-        cursor.close()
-
-    return engine
 
 
 def _sqlite_read_engine(database_url: str, pool_size: int, statement_seconds: float) -> Engine:
