@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from flask import Flask
 
@@ -26,13 +28,26 @@ from pedidos.web.problems import register_error_handlers
 from pedidos.web.simulacoes import simulacao_out, simulacoes_api
 from pedidos.web.tracing import register_request_ids
 
-# Report requests on the read database: request threads only, never the order workers.
+
+class PedidosFlask(Flask):
+    """Flask, minus a cost paid on every request: its hooks and views are plain functions,
+    and Flask would inspect each one for a coroutine each time it runs it."""
+
+    def __init__(self, import_name: str, **options: Any) -> None:
+        super().__init__(import_name, **options)
+        self._checked: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        found = self._checked.get(func)
+        if found is None:
+            found = self._checked[func] = super().ensure_sync(func)
+        return found
 
 
 def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) -> Flask:
     """Build the app; `work` is the order transaction (tests swap in broken ones)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    app = PedidosFlask(__name__, template_folder="web/templates", static_folder="web/static")
     unsafe = settings_problems(settings, app.debug)
     if unsafe:
         raise UnsafeSettings("; ".join(unsafe))

@@ -129,12 +129,17 @@ def origin_host(origin: str) -> str | None:
 
 
 def add_security_headers(response: Response) -> Response:
+    """Add each header the view did not set itself (one pass: Headers lookups are linear)."""
     docs = request.path == "/docs" or request.path.startswith("/docs/")
-    response.headers.setdefault(
-        "Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
+    policy = DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
+    present = {name.lower() for name, _value in response.headers.items()}
+    response.headers.extend(
+        [
+            (name, value)
+            for name, value in (("Content-Security-Policy", policy), *SECURITY_HEADERS.items())
+            if name.lower() not in present
+        ]
     )
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
     return response
 
 

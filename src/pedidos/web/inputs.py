@@ -101,8 +101,8 @@ def read_json_body(model: type[Model], what: str) -> Model | None:
     send without the browser asking this service first.
     """
     data = read_body()
-    declared = request.headers.get("Content-Type", "").strip()
-    if (declared and not request.is_json) or (data.strip() and not request.is_json):
+    declared = request.environ.get("CONTENT_TYPE", "").strip()
+    if (declared or data.strip()) and not request.is_json:
         raise Problem(
             415,
             "tipo-nao-suportado",
@@ -158,14 +158,14 @@ class Preferences:
 def read_prefer() -> Preferences:
     """Parse every Prefer header; unknown or malformed preferences are ignored (RFC 7240)."""
     respond_async, wait, representation = False, None, False
-    for header in request.headers.getlist("Prefer"):
-        for preference in header.split(","):
-            name, _, value = preference.split(";")[0].strip().partition("=")
-            name, value = name.strip().lower(), value.strip().strip('"')
-            if name == "respond-async":
-                respond_async = True
-            elif name == "wait" and WAIT_SECONDS.fullmatch(value):
-                wait = float(value)
-            elif name == "return" and value.lower() == "representation":
-                representation = True
+    # The WSGI environ holds one value per header name: servers join repeats with commas.
+    for preference in request.environ.get("HTTP_PREFER", "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        name, value = name.strip().lower(), value.strip().strip('"')
+        if name == "respond-async":
+            respond_async = True
+        elif name == "wait" and WAIT_SECONDS.fullmatch(value):
+            wait = float(value)
+        elif name == "return" and value.lower() == "representation":
+            representation = True
     return Preferences(respond_async, wait, representation)

@@ -11,7 +11,14 @@ import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import Engine, event
 
 from pedidos.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
@@ -40,13 +47,24 @@ def instrument_http(app: Flask) -> None:
     def _start_clock() -> None:
         request.environ["pedidos.started"] = time.perf_counter()
 
+    # The labelled children, found once: labels() locks and hashes on every call.
+    counters: dict[tuple[str, str, int], Counter] = {}
+    timers: dict[str, Histogram] = {}
+
     @app.after_request
     def _observe(response: Response) -> Response:
         started = request.environ.get("pedidos.started")
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        key = (request.method, endpoint, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = HTTP_REQUESTS.labels(key[0], endpoint, str(key[2]))
+        counter.inc()
         if started is not None:
-            HTTP_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+            timer = timers.get(endpoint)
+            if timer is None:
+                timer = timers[endpoint] = HTTP_SECONDS.labels(endpoint)
+            timer.observe(time.perf_counter() - started)
         return response
 
 
