@@ -6,10 +6,6 @@ request = function()
   return wrk.format("POST", path)
 end
 
-done = function(summary, latency, requests)
-  io.write(string.format("requests %d, errors: connect %d read %d write %d status %d timeout %d\n",
-    summary.requests, summary.errors.connect, summary.errors.read, summary.errors.write,
-    summary.errors.status, summary.errors.timeout))
-  io.write(string.format("latency p50 %.1f ms, p99 %.1f ms\n",
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
+-- report.lua, found beside this script whatever the working directory.
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+done = dofile(here .. "report.lua")
