@@ -23,7 +23,7 @@ SUITE = ROOT / "tests" / "faults" / "test_faults.py"
 INTRO = """\
 # Guarantees
 
-Each promise below is checked by a test on real MariaDB (`tests/faults/test_faults.py`, run by
+Each promise below is checked by a test on real MariaDB (in `tests/faults/`, run by
 `make faults`). The fault-injection tests run the service as a real process (`pedidos serve`),
 check that the fault really happened (the KILLs landed, requests were pending at the kill and
 recovery claimed them, the database was down while requests arrived, the signal came mid-load),
@@ -38,9 +38,10 @@ run; do not edit it by hand.
 """
 
 OUTRO = """
-The fuzzer found three real bugs on its way to green, and each now has a regression test in
-`tests/test_api.py`: an id beyond BIGINT answered 500, a report date near year 1 with a
-positive offset answered 500, and `desde=0.5` was read as a Unix time.
+Beside the fuzzer, `tests/test_api.py` replays fixed edge cases, each answered 422 and never
+500: a report cursor with an id beyond BIGINT, a date that falls before year 1 in UTC, and
+`desde=0.5`, which is not read as a Unix time. What each promise rests on:
+[how it works](architecture.md).
 """
 
 
