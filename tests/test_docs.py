@@ -30,7 +30,7 @@ README_LIMIT = 14_000
 FILE = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.py)`")
 # `web/`, `storage/migrations/`, `deploy/`
 FOLDER = re.compile(r"`((?:[\w.-]+/)+)`")
-# `orders.batches.run_batch`, `pedidos.web.access`
+# `orders.batches.run_batch`, `pedidos.http`
 DOTTED = re.compile(r"`([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)`")
 # `pedidos.wsgi:app`
 TARGET = re.compile(r"`(pedidos(?:\.\w+)*:\w+)`")

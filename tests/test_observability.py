@@ -126,7 +126,7 @@ def test_serve_off_a_terminal_writes_only_json_lines(tmp_path: Path) -> None:
     text = log_path.read_text()
     assert "\x1b[" not in text  # no terminal colours in a file
     lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
-    access = [line for line in lines if line["logger"] == "pedidos.web.access"]
+    access = [line for line in lines if line["logger"] == "pedidos.http"]
     assert {(a["method"], a["path"], a["status"]) for a in access} >= {
         ("GET", "/status", 200),
         ("GET", "/nada-aqui", 404),

@@ -48,7 +48,7 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service can be tuned with; see the README's Configuration table."""
+    """Everything the service can be tuned with; see docs/configuration.md."""
 
     database_url: str = DEFAULT_DATABASE_URL
     # Reports (order pages, summary, CSV) read here when set, e.g. a replica, so that long

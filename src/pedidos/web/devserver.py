@@ -44,7 +44,7 @@ class ProblemRequestHandler(WSGIRequestHandler):
             self.wfile.write(body)
 
 
-access_log = logging.getLogger("pedidos.web.access")
+access_log = logging.getLogger("pedidos.http")
 
 
 class JsonAccessLog(WSGIRequestHandler):

@@ -96,8 +96,8 @@ class RelatorioQuery(QueryInput):
     )
     resumo: bool = Field(
         False,
-        description="Include the summary on the first page. It aggregates every matching "
-        "order, so over millions of unfiltered orders it takes seconds; pages never do.",
+        description="Include the summary on the first page. Unfiltered, it reads the totals "
+        "kept with every order (milliseconds); filtered, it aggregates the matching orders.",
     )
     top: Annotated[int, Field(ge=1, le=100)] = 10
 
@@ -206,7 +206,7 @@ class DatabaseTotals(BaseModel):
 
     por_estado: dict[str, int] = Field(
         description="Requests by state. RECEBIDO/PROCESSANDO: pending now; CONCLUIDO: every "
-        "committed order; REJEITADO/ERRO: requests recorded durably (async or keyed)"
+        "committed order; REJEITADO: every rejected order; ERRO: solicitacoes that failed"
     )
     pedidos: int
     unidades: int
