@@ -38,7 +38,7 @@ run; do not edit it by hand.
 """
 
 OUTRO = """
-Beside the fuzzer, `tests/test_api.py` replays fixed edge cases, each answered 422 and never
+Beside the fuzzer, `tests/web/test_api.py` replays fixed edge cases, each answered 422 and never
 500: a report cursor with an id beyond BIGINT, a date that falls before year 1 in UTC, and
 `desde=0.5`, which is not read as a Unix time. What each promise rests on:
 [how it works](architecture.md).

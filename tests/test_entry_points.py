@@ -16,7 +16,7 @@ from pedidos.orders.transaction import ItemRequest, PedidoRequest
 from pedidos.storage.engine import resolve_driver
 from tests.conftest import Store
 from tests.faults.harness import free_port, wait_until
-from tests.test_durable import estado_of, record
+from tests.orders.test_durable import estado_of, record
 
 
 def test_gunicorn_serving_create_app_recovers_pending_requests(

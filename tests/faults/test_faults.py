@@ -37,7 +37,7 @@ from tests.faults.conftest import (
     seed_catalog,
 )
 from tests.faults.harness import LoadResult, PrivateMariaDB, ServiceProcess, run_load, wait_until
-from tests.test_concurrency import release_together
+from tests.orders.test_concurrency import release_together
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(600)]
 
@@ -499,7 +499,7 @@ def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: 
         "No input makes a 5xx; responses match the schema",
         f"{sum(generated.values())} generated requests over {len(generated)} operations, "
         "simulations included (CI replays fixed examples): 0 server errors; plus the "
-        "regression cases in `tests/test_api.py`",
+        "regression cases in `tests/web/test_api.py`",
     )
 
 

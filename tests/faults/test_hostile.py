@@ -33,7 +33,7 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import serving
 from tests.faults.conftest import assert_nothing_lost, ledger, report, seed_catalog
 from tests.faults.harness import LoadResult, ServiceProcess
-from tests.test_guards import raw_request
+from tests.web.test_guards import raw_request
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(300)]
 

@@ -31,9 +31,9 @@ from pedidos.storage.engine import make_engine, make_sessions
 from pedidos.storage.models import Cliente, Pedido, Produto
 from tests.conftest import Store
 from tests.mysql_proxy import OnCommit, commit_proxy
-from tests.test_concurrency import release_together
-from tests.test_durable import lost_connection
-from tests.test_processor import mysql_error
+from tests.orders.test_concurrency import release_together
+from tests.orders.test_durable import lost_connection
+from tests.orders.test_processor import mysql_error
 
 MakeProcessor = Callable[..., PedidoProcessor]
 

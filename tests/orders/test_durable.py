@@ -35,7 +35,7 @@ from pedidos.orders.transaction import (
 from pedidos.runtime import Runtime
 from pedidos.storage.models import Estado, Pedido, Solicitacao
 from tests.conftest import Store, outcomes_of
-from tests.test_concurrency import release_together
+from tests.orders.test_concurrency import release_together
 
 MakeProcessor = Callable[..., PedidoProcessor]
 ASYNC = {"Prefer": "respond-async"}
