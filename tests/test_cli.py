@@ -24,7 +24,7 @@ from pedidos.config import Settings
 from pedidos.orders.invariants import violations
 from pedidos.storage.engine import alembic_config, newest_revision, upgrade_schema
 from pedidos.storage.models import Cliente, ItemPedido, Pedido, Produto, Solicitacao, money_sum
-from tests.conftest import Store
+from tests.helpers import Store, runtime_of
 
 
 def run(app: Flask, *args: str) -> Result:
@@ -37,11 +37,6 @@ def invoke(app: Flask, *args: str) -> str:
     return result.output
 
 
-def count(store: Store, model: type[Cliente] | type[Produto]) -> int:
-    with store.sessions.begin() as session:
-        return session.execute(select(func.count()).select_from(model)).scalar_one()
-
-
 def test_init_db_is_idempotent(app: Flask) -> None:
     assert "already current at revision" in invoke(app, "init-db")
     assert "already current at revision" in invoke(app, "init-db")
@@ -51,12 +46,12 @@ def test_seed_creates_reset_and_skips(app: Flask, store: Store) -> None:
     assert "seeded 300 clientes, 40 produtos and 0 pedidos" in invoke(
         app, "seed", "--clientes", "300", "--produtos", "40", "--seed", "1"
     )
-    assert (count(store, Cliente), count(store, Produto)) == (300, 40)
+    assert (store.count(Cliente), store.count(Produto)) == (300, 40)
     assert "not seeding" in invoke(app, "seed", "--if-empty")
     wait = {"Prefer": "return=representation"}
     assert app.test_client().post("/pedido", headers=wait).status_code in (201, 409)
     invoke(app, "seed", "--clientes", "7", "--produtos", "3", "--reset")
-    assert (count(store, Cliente), count(store, Produto)) == (7, 3)
+    assert (store.count(Cliente), store.count(Produto)) == (7, 3)
     # Orders, their requests and the counters go too: the ledger starts clean.
     after_reset = store.ledger()
     assert (after_reset.pedidos, after_reset.contadores) == (0, (0, 0, Decimal("0.00")))
@@ -183,7 +178,7 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     try:
         result = run(app, "serve", "--port", "0")
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     assert result.exit_code == 2
     assert "refusing to start" in result.output and "pedidos init-db" in result.output
     assert "Traceback" not in result.output
@@ -198,7 +193,7 @@ def test_init_db_says_what_it_did(tmp_path: Path) -> None:
         assert f"upgraded from revision 0002 to {newest}" in invoke(app, "init-db")
         assert f"already current at revision {newest}" in invoke(app, "init-db")
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     fresh = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     result = CliRunner().invoke(cli, ["init-db"], env={"DATABASE_URL": fresh})
     assert (
@@ -254,7 +249,7 @@ def test_simulate_refuses_to_verify_another_database(live_server: str, tmp_path:
     try:
         result = run(elsewhere, "simulate", "--pedidos", "5", "--url", live_server)
     finally:
-        elsewhere.extensions["pedidos"].close()
+        runtime_of(elsewhere).close()
     assert result.exit_code == 2
     assert "uses another database than" in result.output and "--no-verify" in result.output
 

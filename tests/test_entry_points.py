@@ -12,11 +12,15 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.orders.transaction import ItemRequest, PedidoRequest
 from pedidos.storage.engine import resolve_driver
-from tests.conftest import Store
-from tests.faults.harness import free_port, wait_until
-from tests.orders.test_durable import estado_of, record
+from tests.helpers import (
+    Store,
+    estado_of,
+    free_port,
+    order_request,
+    record_request,
+    wait_until,
+)
 
 
 def test_gunicorn_serving_create_app_recovers_pending_requests(
@@ -25,7 +29,7 @@ def test_gunicorn_serving_create_app_recovers_pending_requests(
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
     # Acknowledged with 202 by a process that died before running it.
-    left_behind = record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 1),)))
+    left_behind = record_request(sessions, order_request(cliente, produto))
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "PEDIDOS_RECOVERY_INTERVAL": "0.2"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

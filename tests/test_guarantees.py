@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SCRIPT = ROOT / "benchmarks" / "guarantees.py"
 SUITE = """
 def test_01_first(x: int) -> None: ...

@@ -17,14 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pedidos.sim.seed import seed
 from pedidos.storage.engine import make_engine
-from tests.faults.harness import free_port, wait_until
+from tests.helpers import ROOT, bearer, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 3
 
 
 ADMIN_TOKEN = secrets.token_urlsafe(32)
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+AUTH = bearer(ADMIN_TOKEN)
 
 
 def orders_counted(url: str) -> float:

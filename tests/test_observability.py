@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pedidos.logs import JsonFormatter
 from pedidos.storage.engine import upgrade_schema
 from pedidos.tracing import request_id
-from tests.conftest import Store
+from tests.helpers import Store, order_body
 
 
 def samples(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -40,7 +40,7 @@ def test_metrics_count_orders_by_outcome_and_http_by_route(app: Flask, store: St
     produto = store.produto("4.00", 100)
     client = app.test_client()
     before = samples(app)
-    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    body = order_body(cliente, produto)
     statuses = [client.post("/pedido", json=body).status_code for _ in range(4)]
     assert statuses == [201, 201, 409, 409]  # R$ 10 buys two at R$ 4
 
@@ -67,7 +67,7 @@ def test_request_id_follows_the_order_into_the_worker_and_back(
 ) -> None:
     cliente = store.cliente("100.00")
     produto = store.produto("1.00", 10)
-    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    body = order_body(cliente, produto)
     with caplog.at_level(logging.INFO, logger="pedidos"):
         response = app.test_client().post(
             "/pedido", json=body, headers={"X-Request-Id": "pedido-abc.123"}

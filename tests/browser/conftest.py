@@ -10,20 +10,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import serving
-
-CHROMIUM = os.environ.get("PEDIDOS_CHROMIUM", "/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps calling home, which a closed network
-# refuses; --no-sandbox because CI runs as root.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, serving
 
 
 @pytest.fixture(scope="session")

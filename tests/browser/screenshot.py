@@ -18,8 +18,7 @@ from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.sim.seed import seed, seed_pedidos
 from pedidos.storage.engine import make_engine, upgrade_schema
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import serving
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, runtime_of, serving
 
 
 def main(target: str) -> None:
@@ -54,7 +53,7 @@ def main(target: str) -> None:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=target, full_page=True)
             browser.close()
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     print(f"saved {target}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.conftest import Store
+from tests.helpers import Store
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.conftest import Store
+from tests.helpers import Store, order_body
 
 pytestmark = pytest.mark.browser
 
@@ -154,7 +154,7 @@ def test_chart_starts_filled_from_the_database(page: Page, app: Flask, store: St
     cliente = store.cliente("1000.00")
     produto = store.produto("1.00", 1_000)
     client = app.test_client()
-    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    body = order_body(cliente, produto)
     for _ in range(30):
         assert client.post("/pedido", json=body).status_code == 201
     page.goto("/")

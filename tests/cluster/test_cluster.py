@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import pymysql
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import create_engine, text
 
-from pedidos.storage.models import PENDENTES, Solicitacao
-from tests.cluster.conftest import AUTH, Cluster, seed
-from tests.faults.conftest import assert_nothing_lost, ledger
-from tests.faults.harness import LoadResult, Request, run_load, wait_until
+from tests.cluster.harness import AUTH, Cluster
+from tests.faults.harness import LoadResult, Request, assert_nothing_lost, pending_count, run_load
+from tests.helpers import ledger, seed_catalog, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -63,7 +62,7 @@ def test_galera_rules(cluster: Cluster) -> None:
             assert step_a == step_b == 3 and offset_a != offset_b
 
             engine = create_engine(cluster.node_url(1))
-            _, (produto,) = seed(engine, "regras", 1, "1.00", [10], "1.00")
+            _, (produto,) = seed_catalog(engine, 1, "1.00", [10], "1.00", tag="regras")
             engine.dispose()
             estoque = 10
 
@@ -129,18 +128,11 @@ def _retries(cluster: Cluster) -> Counter[str]:
     return total
 
 
-def _pending(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return connection.execute(
-            select(func.count()).select_from(Solicitacao).where(Solicitacao.estado.in_(PENDENTES))
-        ).scalar_one()
-
-
 def _load_with_faults(cluster: Cluster, mode: str, node: int, instance: int) -> None:
     cluster.up(mode)
     engine = create_engine(cluster.node_url(1 if node != 1 else 2), pool_size=2)
     try:
-        clientes, produtos = seed(engine, mode, 300, "400.00", [60] * 200, "3.10")
+        clientes, produtos = seed_catalog(engine, 300, "400.00", [60] * 200, "3.10", tag=mode)
         hot = produtos[0]
         with engine.begin() as connection:
             # Less stock than the hot orders ask for: overselling would show.
@@ -163,7 +155,7 @@ def _load_with_faults(cluster: Cluster, mode: str, node: int, instance: int) -> 
         load.join(timeout=300)
         assert not load.is_alive()
         # The killed instance's solicitacoes are taken over once their lease expires.
-        wait_until(lambda: _pending(engine) == 0, 90, "every solicitacao settled")
+        wait_until(lambda: pending_count(engine) == 0, 90, "every solicitacao settled")
         retries = _retries(cluster) - retries_before
 
         assert result.sent == ORDERS
@@ -221,7 +213,7 @@ def test_an_upgrade_restart_loses_no_request(cluster: Cluster) -> None:
     cluster.up("single")
     engine = create_engine(cluster.node_url(1), pool_size=2)
     try:
-        clientes, produtos = seed(engine, "upgrade", 50, "1000.00", [1000] * 20, "2.00")
+        clientes, produtos = seed_catalog(engine, 50, "1000.00", [1000] * 20, "2.00", tag="upgrade")
         before = ledger(engine)
         result = LoadResult()
         rng = random.Random(7)

@@ -1,53 +1,29 @@
-"""Fault-suite fixtures: a fresh MariaDB database per test, service processes, figures."""
+"""Fault-suite fixtures: a fresh MariaDB database per test, service processes; and the hooks
+that print this run's figures and write them to benchmarks/results/faults.json."""
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine
 
-from pedidos.orders.invariants import Ledger, missing_pedidos, take_ledger, violations
-from pedidos.storage.engine import make_engine, make_sessions, upgrade_schema
-from pedidos.storage.models import Cliente, Estado, Pedido, Produto, Solicitacao
-from tests.conftest import recreate_mariadb_database, sibling_database
-from tests.faults.harness import LoadResult, ServiceProcess
+from pedidos.storage.engine import make_engine, upgrade_schema
+from tests.faults.harness import RUN, ServiceProcess, StartService
+from tests.helpers import ROOT, recreate_mariadb_database, sibling_database
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "faults.json"
-
-
-@dataclass
-class Run:
-    """This run's figures, one per guarantee, and what it ran on."""
-
-    started: float = field(default_factory=time.time)
-    guarantees: list[dict[str, str]] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-RUN = Run()
-
-
-def report(promise: str, figure: str) -> None:
-    """Record the calling test's promise and the figure this run measured for it."""
-    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
-    RUN.guarantees.append({"test": test, "promise": promise, "figure": figure})
+RESULTS = ROOT / "benchmarks" / "results" / "faults.json"
 
 
 def _git(*args: str) -> str:
-    root = RESULTS.parents[2]
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
@@ -106,81 +82,8 @@ def fault_engine(fault_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def seed_catalog(
-    engine: Engine, clientes: int, saldo: str, estoques: list[int], preco: str = "7.50"
-) -> tuple[list[int], list[int]]:
-    """Clientes with equal saldo and produtos with the given estoque; return their ids."""
-    with engine.begin() as connection:
-        connection.execute(
-            insert(Cliente),
-            [{"nome": f"Cliente {i}", "saldo": Decimal(saldo)} for i in range(clientes)],
-        )
-        connection.execute(
-            insert(Produto),
-            [
-                {"nome": f"Produto {i}", "preco": Decimal(preco), "estoque": e}
-                for i, e in enumerate(estoques)
-            ],
-        )
-        return (
-            list(connection.execute(select(Cliente.id).order_by(Cliente.id)).scalars()),
-            list(connection.execute(select(Produto.id).order_by(Produto.id)).scalars()),
-        )
-
-
-def ledger(engine: Engine) -> Ledger:
-    with make_sessions(engine, read_only=True).begin() as session:
-        return take_ledger(session)
-
-
-def order_factory(
-    clientes: list[int], produtos: list[int], seed: int = 1, **headers: str
-) -> Callable[[int], tuple[dict[str, Any], dict[str, str]]]:
-    """Random one- or two-line orders over the given rows, reproducible by index."""
-
-    def make(index: int) -> tuple[dict[str, Any], dict[str, str]]:
-        rng = random.Random(seed * 1_000_003 + index)
-        chosen = rng.sample(produtos, min(len(produtos), rng.randint(1, 2)))
-        body = {
-            "cliente_id": rng.choice(clientes),
-            "itens": [{"produto_id": p, "quantidade": rng.randint(1, 2)} for p in chosen],
-        }
-        return body, dict(headers)
-
-    return make
-
-
-def assert_nothing_lost(engine: Engine, before: Ledger, load: LoadResult) -> Ledger:
-    """Every invariant holds; every 201 is one committed order; every 202 is settled exactly
-    once: CONCLUIDO with its one order or REJEITADO with none (never pending, never ERRO)."""
-    after = ledger(engine)
-    assert violations(before, after) == []
-    duplicated = {i: n for i, n in Counter(load.created + load.accepted).items() if n > 1}
-    assert duplicated == {}, f"one id acknowledged more than once: {duplicated}"
-    with make_sessions(engine, read_only=True).begin() as session:
-        assert missing_pedidos(session, load.created) == []
-        if load.accepted:
-            estados = Counter(
-                session.execute(
-                    select(Solicitacao.estado).where(Solicitacao.id.in_(load.accepted))
-                ).scalars()
-            )
-            settled = estados[Estado.CONCLUIDO] + estados[Estado.REJEITADO]
-            assert settled == len(load.accepted), dict(estados)
-            orders = session.execute(
-                select(Solicitacao.estado, func.count())
-                .select_from(Pedido)
-                .join(Solicitacao, Solicitacao.id == Pedido.id)
-                .where(Pedido.id.in_(load.accepted))
-                .group_by(Solicitacao.estado)
-            ).all()
-            concluidos = estados[Estado.CONCLUIDO]
-            assert dict(orders) == ({Estado.CONCLUIDO: concluidos} if concluidos else {}), orders
-    return after
-
-
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+def services(tmp_path: Path) -> Iterator[StartService]:
     """Start `pedidos serve` processes; any still running are killed after the test."""
     started: list[ServiceProcess] = []
 

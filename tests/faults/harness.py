@@ -1,13 +1,14 @@
-"""Fault-injection tools: the service as a real process, HTTP load, a private MariaDB."""
+"""Fault-injection tools: the service as a real process, HTTP load, a private MariaDB, the
+conservation check after a load, and the figures a run reports."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,29 +21,32 @@ from pathlib import Path
 from typing import Any, BinaryIO, Self
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, func, select, text
+
+from pedidos.orders.invariants import Ledger, missing_pedidos, violations
+from pedidos.storage.engine import make_sessions
+from pedidos.storage.models import PENDENTES, Estado, Pedido, Solicitacao
+from tests.helpers import bearer, free_port, ledger, wait_until
 
 Request = tuple[dict[str, Any] | None, dict[str, str]]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+@dataclass
+class Run:
+    """This run's figures, one per guarantee, and what it ran on."""
+
+    started: float = field(default_factory=time.time)
+    guarantees: list[dict[str, str]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until `condition()` holds; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if condition():
-                return time.monotonic() - started
-        except Exception:  # not up yet: keep polling
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
+RUN = Run()
+
+
+def report(promise: str, figure: str) -> None:
+    """Record the calling test's promise and the figure this run measured for it."""
+    test = os.environ["PYTEST_CURRENT_TEST"].split("::")[-1].split(" ")[0]
+    RUN.guarantees.append({"test": test, "promise": promise, "figure": figure})
 
 
 class ServiceProcess:
@@ -118,7 +122,10 @@ class ProductionService(ServiceProcess):
     def __init__(self, database_url: str, log_path: Path, **settings: str) -> None:
         token = secrets.token_urlsafe(32)
         super().__init__(database_url, log_path, PEDIDOS_ADMIN_TOKEN=token, **settings)
-        self.auth = {"Authorization": f"Bearer {token}"}
+        self.auth = bearer(token)
+
+
+StartService = Callable[..., ServiceProcess]
 
 
 @dataclass
@@ -288,3 +295,63 @@ class PrivateMariaDB:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=60)
+
+
+def order_factory(
+    clientes: list[int], produtos: list[int], seed: int = 1, **headers: str
+) -> Callable[[int], tuple[dict[str, Any], dict[str, str]]]:
+    """Random one- or two-line orders over the given rows, reproducible by index."""
+
+    def make(index: int) -> tuple[dict[str, Any], dict[str, str]]:
+        rng = random.Random(seed * 1_000_003 + index)
+        chosen = rng.sample(produtos, min(len(produtos), rng.randint(1, 2)))
+        body = {
+            "cliente_id": rng.choice(clientes),
+            "itens": [{"produto_id": p, "quantidade": rng.randint(1, 2)} for p in chosen],
+        }
+        return body, dict(headers)
+
+    return make
+
+
+def load_in_background(run: Callable[[], LoadResult]) -> tuple[threading.Thread, list[LoadResult]]:
+    done: list[LoadResult] = []
+    thread = threading.Thread(target=lambda: done.append(run()), daemon=True)
+    thread.start()
+    return thread, done
+
+
+def pending_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).select_from(Solicitacao).where(Solicitacao.estado.in_(PENDENTES))
+        ).scalar_one()
+
+
+def assert_nothing_lost(engine: Engine, before: Ledger, load: LoadResult) -> Ledger:
+    """Every invariant holds; every 201 is one committed order; every 202 is settled exactly
+    once: CONCLUIDO with its one order or REJEITADO with none (never pending, never ERRO)."""
+    after = ledger(engine)
+    assert violations(before, after) == []
+    duplicated = {i: n for i, n in Counter(load.created + load.accepted).items() if n > 1}
+    assert duplicated == {}, f"one id acknowledged more than once: {duplicated}"
+    with make_sessions(engine, read_only=True).begin() as session:
+        assert missing_pedidos(session, load.created) == []
+        if load.accepted:
+            estados = Counter(
+                session.execute(
+                    select(Solicitacao.estado).where(Solicitacao.id.in_(load.accepted))
+                ).scalars()
+            )
+            settled = estados[Estado.CONCLUIDO] + estados[Estado.REJEITADO]
+            assert settled == len(load.accepted), dict(estados)
+            orders = session.execute(
+                select(Solicitacao.estado, func.count())
+                .select_from(Pedido)
+                .join(Solicitacao, Solicitacao.id == Pedido.id)
+                .where(Pedido.id.in_(load.accepted))
+                .group_by(Solicitacao.estado)
+            ).all()
+            concluidos = estados[Estado.CONCLUIDO]
+            assert dict(orders) == ({Estado.CONCLUIDO: concluidos} if concluidos else {}), orders
+    return after

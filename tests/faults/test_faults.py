@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +27,20 @@ from pedidos.config import Settings
 from pedidos.orders.invariants import violations
 from pedidos.storage.engine import make_engine, upgrade_schema
 from pedidos.storage.models import PENDENTES, Pedido, Solicitacao
-from tests.conftest import serving
-from tests.faults.conftest import (
+from tests.faults.harness import (
+    LoadResult,
+    PrivateMariaDB,
+    StartService,
     assert_nothing_lost,
-    ledger,
+    load_in_background,
     order_factory,
+    pending_count,
     report,
-    seed_catalog,
+    run_load,
 )
-from tests.faults.harness import LoadResult, PrivateMariaDB, ServiceProcess, run_load, wait_until
-from tests.orders.test_concurrency import release_together
+from tests.helpers import ledger, release_together, runtime_of, seed_catalog, serving, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(600)]
-
-StartService = Callable[..., ServiceProcess]
-
-
-def pending_count(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return connection.execute(
-            select(func.count()).select_from(Solicitacao).where(Solicitacao.estado.in_(PENDENTES))
-        ).scalar_one()
 
 
 def pending_ids(engine: Engine) -> list[int]:
@@ -58,13 +50,6 @@ def pending_ids(engine: Engine) -> list[int]:
                 select(Solicitacao.id).where(Solicitacao.estado.in_(PENDENTES))
             ).scalars()
         )
-
-
-def load_in_background(run: Callable[[], LoadResult]) -> tuple[threading.Thread, list[LoadResult]]:
-    done: list[LoadResult] = []
-    thread = threading.Thread(target=lambda: done.append(run()), daemon=True)
-    thread.start()
-    return thread, done
 
 
 def test_01_hot_produtos_under_64_clients(
@@ -97,7 +82,7 @@ def test_02_the_checker_catches_a_naive_work_function(fault_engine: Engine, faul
         with serving(app) as url:
             load = run_load(url, 2000, 64, order_factory(clientes, produtos))
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
 
     found = violations(before, ledger(fault_engine))
     assert found, "the naive work function broke nothing: the checker would miss a race"
@@ -493,7 +478,7 @@ def test_09_schemathesis_finds_no_server_error(fault_engine: Engine, fault_url: 
 
             check()
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     assert sum(generated.values()) > 0
     report(
         "No input makes a 5xx; responses match the schema",

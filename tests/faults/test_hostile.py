@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,16 +29,19 @@ from sqlalchemy import Engine, func, select
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.storage.models import Pedido, Simulacao
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.conftest import serving
-from tests.faults.conftest import assert_nothing_lost, ledger, report, seed_catalog
-from tests.faults.harness import LoadResult, ServiceProcess
-from tests.web.test_guards import raw_request
+from tests.faults.harness import LoadResult, StartService, assert_nothing_lost, report
+from tests.helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PROBLEM,
+    ledger,
+    raw_request,
+    runtime_of,
+    seed_catalog,
+    serving,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(300)]
-
-StartService = Callable[..., ServiceProcess]
-PROBLEM = "application/problem+json"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -263,7 +266,7 @@ def test_22_cross_site_posts_from_chromium_change_nothing(
             finally:
                 browser.close()
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     after = ledger(fault_engine)
     assert after.pedidos == before.pedidos + 1
     assert refused == attempts, seen

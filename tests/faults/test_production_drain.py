@@ -13,9 +13,17 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.faults.conftest import assert_nothing_lost, ledger, order_factory, report, seed_catalog
-from tests.faults.harness import ProductionService, ServiceProcess, run_load, wait_until
-from tests.faults.test_faults import load_in_background, pending_count
+from tests.faults.harness import (
+    ProductionService,
+    ServiceProcess,
+    assert_nothing_lost,
+    load_in_background,
+    order_factory,
+    pending_count,
+    report,
+    run_load,
+)
+from tests.helpers import ledger, seed_catalog, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(300)]
 

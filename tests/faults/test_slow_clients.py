@@ -24,8 +24,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from tests.faults.conftest import report, seed_catalog
-from tests.faults.harness import ProductionService, free_port, wait_until
+from tests.faults.harness import ProductionService, report
+from tests.helpers import ROOT, free_port, order_body, seed_catalog, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(180)]
 
@@ -105,7 +105,7 @@ def probe(
 ) -> Probes:
     """A health probe and an order every half second, each on a new connection."""
     result = Probes()
-    order = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    order = order_body(cliente, produto)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for method, path, body, expected in (
@@ -160,7 +160,6 @@ def test_control_gunicorn_threads_are_taken_by_slow_clients(
 ) -> None:
     clientes, produtos = seed_catalog(fault_engine, 10, "100000.00", [100_000])
     port = free_port()
-    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "DATABASE_URL": fault_url,
@@ -169,7 +168,7 @@ def test_control_gunicorn_threads_are_taken_by_slow_clients(
     }
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with (tmp_path / "gunicorn.log").open("wb") as log:
-        config = str(root / "gunicorn.conf.py")
+        config = str(ROOT / "gunicorn.conf.py")
         server = subprocess.Popen(
             [gunicorn, "-c", config, "-b", f"127.0.0.1:{port}", "pedidos.wsgi:app"],
             env=env,
@@ -195,7 +194,7 @@ def test_control_gunicorn_threads_are_taken_by_slow_clients(
 def buffering_proxy(app_port: int, tmp_path: Path) -> Iterator[int]:
     """HAProxy with the deployment's buffering configuration in front of `app_port`."""
     port = free_port()
-    template = Path(__file__).resolve().parents[2] / "deploy" / "haproxy-single.cfg.in"
+    template = ROOT / "deploy" / "haproxy-single.cfg.in"
     config = tmp_path / "haproxy.cfg"
     config.write_text(
         template.read_text().replace("@HTTP_PORT@", str(port)).replace("@APP_PORT@", str(app_port))

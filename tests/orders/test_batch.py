@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -29,13 +29,8 @@ from pedidos.orders.transaction import (
 from pedidos.sim.seed import reset
 from pedidos.storage.engine import make_engine, make_sessions
 from pedidos.storage.models import Cliente, Pedido, Produto
-from tests.conftest import Store
+from tests.helpers import Store, lost_connection, mysql_error, order_request, release_together
 from tests.mysql_proxy import OnCommit, commit_proxy
-from tests.orders.test_concurrency import release_together
-from tests.orders.test_durable import lost_connection
-from tests.orders.test_processor import mysql_error
-
-MakeProcessor = Callable[..., PedidoProcessor]
 
 
 def scarce_catalog(store: Store) -> tuple[list[int], list[int]]:
@@ -116,7 +111,7 @@ def test_batched_processor_sells_exactly_the_stock(store: Store) -> None:
     )
     try:
         futures = release_together(
-            60, lambda i: processor.submit(PedidoRequest(clientes[i], (ItemRequest(produto, 1),)))
+            60, lambda i: processor.submit(order_request(clientes[i], produto))
         )
         outcomes: Counter[str] = Counter()
         for future in futures:
@@ -143,7 +138,7 @@ def test_batched_processor_sells_exactly_the_stock(store: Store) -> None:
 def five_orders(store: Store) -> list[Job]:
     clientes = [store.cliente("10.00") for _ in range(5)]
     produto = store.produto("1.00", 100)
-    return [PedidoRequest(c, (ItemRequest(produto, 1),)) for c in clientes]
+    return [order_request(c, produto) for c in clientes]
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
@@ -203,7 +198,7 @@ def produto_of(jobs: list[Job]) -> int:
 
 
 @pytest.fixture
-def proxied(mariadb_url: str, engine: object) -> Iterator[tuple[sessionmaker[Session], Any]]:
+def proxied(mariadb_url: str) -> Iterator[tuple[sessionmaker[Session], Any]]:
     """Sessions that reach MariaDB through a proxy able to break a COMMIT in flight."""
     parsed = make_url(mariadb_url)
     with commit_proxy(parsed.port or 3306, late_seconds=2.0) as proxy:
@@ -252,7 +247,7 @@ def test_when_a_commit_cannot_be_read_back_each_caller_gets_its_own_answer(
     produto = store.produto("4.00", 100)
     rich = [store.cliente("10.00") for _ in range(3)]
     poor = [store.cliente("1.00") for _ in range(2)]
-    jobs: list[Job] = [PedidoRequest(c, (ItemRequest(produto, 1),)) for c in rich + poor]
+    jobs: list[Job] = [order_request(c, produto) for c in rich + poor]
     proxy.arm(OnCommit.LOSE)
 
     def cut_everything(_session: Session) -> None:

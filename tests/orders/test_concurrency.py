@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future
 from decimal import Decimal
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -36,25 +34,15 @@ from pedidos.orders.transaction import (
     record,
 )
 from pedidos.storage.models import Produto
-from tests.conftest import Store, outcomes_of, serving
-
-T = TypeVar("T")
-MakeProcessor = Callable[..., PedidoProcessor]
-
-
-def release_together(count: int, action: Callable[[int], T]) -> list[T | BaseException]:
-    """Run action(0..count-1) on `count` threads released at once by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> T | BaseException:
-        barrier.wait()
-        try:
-            return action(index)
-        except BaseException as error:
-            return error
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(run, range(count)))
+from tests.helpers import (
+    MakeProcessor,
+    Store,
+    order_request,
+    outcomes_of,
+    release_together,
+    runtime_of,
+    serving,
+)
 
 
 def submit_together(
@@ -68,10 +56,6 @@ def submit_together(
     ]
     assert len(futures) == len(requests)
     return outcomes_of(futures)
-
-
-def one_unit(cliente_id: int, produto_id: int) -> PedidoRequest:
-    return PedidoRequest(cliente_id, (ItemRequest(produto_id, 1),))
 
 
 @pytest.mark.parametrize("batch_size", [1, 16], ids=["one-by-one", "batched"])
@@ -116,7 +100,9 @@ def test_scarce_stock_sells_exactly_what_exists(
     produto = store.produto("1.00", 10)
     clientes = [store.cliente("100.00") for _ in range(40)]
 
-    outcomes = submit_together(make_processor(workers=20), [one_unit(c, produto) for c in clientes])
+    outcomes = submit_together(
+        make_processor(workers=20), [order_request(c, produto) for c in clientes]
+    )
 
     kinds = Counter(type(o).__name__ for o in outcomes)
     assert kinds == {"PedidoResult": 10, "EstoqueInsuficiente": 30}
@@ -132,7 +118,7 @@ def test_poor_cliente_never_goes_negative(
     produto = store.produto("10.00", 1000)
 
     outcomes = submit_together(
-        make_processor(workers=4, batch_size=batch_size), [one_unit(cliente, produto)] * 30
+        make_processor(workers=4, batch_size=batch_size), [order_request(cliente, produto)] * 30
     )
 
     assert sum(isinstance(o, PedidoResult) for o in outcomes) == 5
@@ -157,7 +143,7 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
             raise RuntimeError("injected crash between the debit and the insert")
         return record(session, requests, decided)
 
-    requests = [one_unit(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
+    requests = [order_request(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
     before = store.ledger()
 
     outcomes = submit_together(make_processor(work=crash_after_debit), requests)
@@ -232,7 +218,7 @@ def test_deadlocks_behind_http_are_retried_not_500(store: Store, database_url: s
             )
             status = client.get("/status").json()
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
 
     codes = [r.status_code if isinstance(r, httpx.Response) else r for r in responses]
     assert codes == [201] * 20
@@ -255,7 +241,7 @@ def test_negative_control_the_checker_catches_a_naive_read_modify_write(
     processor = make_processor(work=naive, workers=workers, batch_size=batch_size)
 
     before = store.ledger()
-    outcomes = submit_together(processor, [one_unit(c, produto) for c in clientes])
+    outcomes = submit_together(processor, [order_request(c, produto) for c in clientes])
 
     sold = sum(isinstance(o, PedidoResult) for o in outcomes)
     found = violations(before, store.ledger())

@@ -2,53 +2,49 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.orders.batches import SolicitacaoRef
-from pedidos.orders.processor import PedidoProcessor
 from pedidos.orders.recovery import Recovery
-from pedidos.orders.solicitacoes import record_solicitacao
 from pedidos.orders.transaction import (
     RANDOM_PEDIDO,
-    ItemRequest,
     PedidoRequest,
     PedidoResult,
     Settled,
     place_pedidos,
 )
-from pedidos.runtime import Runtime
 from pedidos.storage.models import Estado, Pedido, Solicitacao
-from tests.conftest import Store, outcomes_of
-from tests.orders.test_concurrency import release_together
+from tests.helpers import (
+    MakeProcessor,
+    Store,
+    estado_of,
+    held_until,
+    lost_connection,
+    order_body,
+    order_request,
+    outcomes_of,
+    post_pedido,
+    record_request,
+    release_together,
+    runtime_of,
+)
 
-MakeProcessor = Callable[..., PedidoProcessor]
 ASYNC = {"Prefer": "respond-async"}
-
-
-def order_body(cliente: int, produto: int, quantidade: int = 1) -> dict[str, Any]:
-    return {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": quantidade}]}
-
-
-def post(client: FlaskClient, body: Any, **headers: str) -> Any:
-    return client.post(
-        "/pedido", data=json.dumps(body), content_type="application/json", headers=headers
-    )
 
 
 def wait_settled(client: FlaskClient, location: str, timeout: float = 15) -> dict[str, Any]:
@@ -61,17 +57,12 @@ def wait_settled(client: FlaskClient, location: str, timeout: float = 15) -> dic
     raise AssertionError(f"{location} did not settle in {timeout} s")
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
 def test_respond_async_answers_202_then_settles(client: FlaskClient, store: Store) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("4.00", 1)
 
     # Two requests for the last unit: both accepted, they race on the pool, one wins.
-    responses = [post(client, order_body(cliente, produto), **ASYNC) for _ in range(2)]
+    responses = [post_pedido(client, order_body(cliente, produto), **ASYNC) for _ in range(2)]
 
     for response in responses:
         assert response.status_code == 202
@@ -100,8 +91,8 @@ def test_prefer_wait_returns_the_outcome_when_it_is_ready(
     produto = store.produto("4.00", 1)
     prefer = {"Prefer": "respond-async, wait=10"}
 
-    created = post(client, order_body(cliente, produto), **prefer)
-    rejected = post(client, order_body(cliente, produto), **prefer)
+    created = post_pedido(client, order_body(cliente, produto), **prefer)
+    rejected = post_pedido(client, order_body(cliente, produto), **prefer)
 
     assert created.status_code == 201
     assert created.headers["Location"] == f"/pedido/{created.get_json()['id']}"
@@ -116,8 +107,8 @@ def test_same_key_and_body_replays_instead_of_ordering_twice(
     produto = store.produto("4.00", 5)
     body = order_body(cliente, produto)
 
-    first = post(client, body, **{"Idempotency-Key": "compra-1"})
-    again = post(client, body, **{"Idempotency-Key": "compra-1"})
+    first = post_pedido(client, body, **{"Idempotency-Key": "compra-1"})
+    again = post_pedido(client, body, **{"Idempotency-Key": "compra-1"})
 
     assert first.status_code == again.status_code == 201
     assert first.get_json() == again.get_json()
@@ -125,8 +116,8 @@ def test_same_key_and_body_replays_instead_of_ordering_twice(
     assert store.count(Pedido) == 1
 
     too_much = order_body(cliente, produto, 3)
-    refused = post(client, too_much, **{"Idempotency-Key": "compra-2"})
-    replayed = post(client, too_much, **{"Idempotency-Key": "compra-2"})
+    refused = post_pedido(client, too_much, **{"Idempotency-Key": "compra-2"})
+    replayed = post_pedido(client, too_much, **{"Idempotency-Key": "compra-2"})
     assert refused.status_code == replayed.status_code == 409
     assert refused.get_json() == replayed.get_json()
     assert refused.get_json()["reason"] == "saldo_insuficiente"
@@ -135,9 +126,10 @@ def test_same_key_and_body_replays_instead_of_ordering_twice(
 def test_same_key_with_another_body_is_422(client: FlaskClient, store: Store) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
-    assert post(client, order_body(cliente, produto), **{"Idempotency-Key": "k"}).status_code == 201
+    first = post_pedido(client, order_body(cliente, produto), **{"Idempotency-Key": "k"})
+    assert first.status_code == 201
 
-    response = post(client, order_body(cliente, produto, 2), **{"Idempotency-Key": "k"})
+    response = post_pedido(client, order_body(cliente, produto, 2), **{"Idempotency-Key": "k"})
 
     assert response.status_code == 422
     assert response.get_json()["type"] == "urn:pedidos:problem:chave-reutilizada"
@@ -156,11 +148,11 @@ def test_expired_keys_can_name_a_new_request(
 ) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
-    first = post(client, order_body(cliente, produto), **{"Idempotency-Key": "velha"})
+    first = post_pedido(client, order_body(cliente, produto), **{"Idempotency-Key": "velha"})
     with sessions.begin() as session:
         session.execute(update(Solicitacao).values(criado_em=datetime(2020, 1, 1)))
 
-    second = post(client, order_body(cliente, produto), **{"Idempotency-Key": "velha"})
+    second = post_pedido(client, order_body(cliente, produto), **{"Idempotency-Key": "velha"})
 
     assert first.status_code == second.status_code == 201
     assert first.get_json()["id"] != second.get_json()["id"]
@@ -168,18 +160,14 @@ def test_expired_keys_can_name_a_new_request(
 
 
 @pytest.fixture
-def blocked_app(database_url: str, store: Store) -> Iterator[tuple[Flask, threading.Event]]:
-    """An app whose orders wait for the test's signal before running."""
+def blocked_app(database_url: str, engine: Engine) -> Iterator[tuple[Flask, threading.Event]]:
+    """An app, on the emptied database, whose orders wait for the test's signal to run."""
     release = threading.Event()
-
-    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
-        release.wait(timeout=30)
-        return place_pedidos(session, requests)
-
-    app = create_app(Settings(database_url=database_url, recovery_interval=0), work=blocked)
+    settings = Settings(database_url=database_url, recovery_interval=0)
+    app = create_app(settings, work=held_until(release))
     yield app, release
     release.set()
-    app.extensions["pedidos"].close()
+    runtime_of(app).close()
 
 
 def test_same_key_while_the_first_is_in_flight_is_409(
@@ -190,15 +178,15 @@ def test_same_key_while_the_first_is_in_flight_is_409(
     body = order_body(store.cliente("10.00"), store.produto("1.00", 5))
     headers = {"Idempotency-Key": "lenta", "Prefer": "respond-async"}
 
-    accepted = post(client, body, **headers)
-    in_flight = post(client, body, **headers)
+    accepted = post_pedido(client, body, **headers)
+    in_flight = post_pedido(client, body, **headers)
     release.set()
 
     assert accepted.status_code == 202
     assert in_flight.status_code == 409
     assert in_flight.get_json()["type"] == "urn:pedidos:problem:em-andamento"
     assert wait_settled(client, accepted.headers["Location"])["estado"] == "CONCLUIDO"
-    assert post(client, body, **headers).status_code == 201
+    assert post_pedido(client, body, **headers).status_code == 201
 
 
 # On SQLite the held orders would hold the one write lock that recording needs.
@@ -209,14 +197,9 @@ def test_a_recorded_request_the_full_queue_refuses_is_no_overload(
     """The queue filled up between the capacity check and the hand-off: the request is
     recorded already, answered 202, and left to recovery; no client saw an overload."""
     release = threading.Event()
-
-    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
-        release.wait(timeout=30)
-        return place_pedidos(session, requests)
-
     settings = Settings(database_url=database_url, workers=1, queue_size=1, recovery_interval=0)
-    app = create_app(settings, work=blocked)
-    runtime: Runtime = app.extensions["pedidos"]
+    app = create_app(settings, work=held_until(release))
+    runtime = runtime_of(app)
     body = order_body(store.cliente("10.00"), store.produto("1.00", 5))
     try:
         held = [
@@ -224,7 +207,7 @@ def test_a_recorded_request_the_full_queue_refuses_is_no_overload(
         ]  # one running, one queued
         # The race, made certain: the capacity check passes, then the queue is full.
         monkeypatch.setattr(runtime.processor, "ensure_capacity", lambda: None)
-        accepted = post(app.test_client(), body, Prefer="respond-async")
+        accepted = post_pedido(app.test_client(), body, Prefer="respond-async")
         assert accepted.status_code == 202
         assert runtime.processor.stats().overloaded == 0
         release.set()
@@ -236,8 +219,6 @@ def test_a_recorded_request_the_full_queue_refuses_is_no_overload(
 
 
 def test_the_same_key_sent_20_times_at_once_orders_once(live_server: str, store: Store) -> None:
-    import httpx
-
     cliente = store.cliente("100.00")
     produto = store.produto("3.00", 50)
     body = order_body(cliente, produto)
@@ -256,27 +237,14 @@ def test_the_same_key_sent_20_times_at_once_orders_once(live_server: str, store:
     assert store.count(Pedido) == 1 and store.saldo(cliente) == Decimal("97.00")
 
 
-def record(sessions: sessionmaker[Session], request: PedidoRequest, grace: float = 0) -> int:
-    return record_solicitacao(sessions, request, None, grace=timedelta(seconds=grace))
-
-
-def estado_of(sessions: sessionmaker[Session], solicitacao_id: int) -> str:
-    with sessions.begin() as session:
-        return session.execute(
-            select(Solicitacao.estado).where(Solicitacao.id == solicitacao_id)
-        ).scalar_one()
-
-
 def test_recovery_runs_requests_left_behind(
     sessions: sessionmaker[Session], store: Store, make_processor: MakeProcessor
 ) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
     # As if the process died after recording them: nobody submitted these.
-    overdue = [
-        record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 1),))) for _ in range(3)
-    ]
-    not_yet = record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 1),)), grace=600)
+    overdue = [record_request(sessions, order_request(cliente, produto)) for _ in range(3)]
+    not_yet = record_request(sessions, order_request(cliente, produto), grace=600)
     processor = make_processor()
     recovery = Recovery(
         sessions, processor, interval=1, lease=timedelta(seconds=30), max_attempts=3
@@ -295,7 +263,7 @@ def test_recovery_gives_up_after_max_attempts(
 ) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
-    stuck = record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 1),)))
+    stuck = record_request(sessions, order_request(cliente, produto))
     with sessions.begin() as session:
         session.execute(update(Solicitacao).values(tentativas=3, estado=Estado.PROCESSANDO))
     recovery = Recovery(
@@ -314,7 +282,7 @@ def test_a_request_run_many_times_at_once_settles_once(
 ) -> None:
     cliente = store.cliente("10.00")
     produto = store.produto("1.00", 5)
-    solicitacao = record(sessions, PedidoRequest(cliente, (ItemRequest(produto, 2),)))
+    solicitacao = record_request(sessions, order_request(cliente, produto, 2))
     processor = make_processor(workers=10)
 
     futures = release_together(10, lambda _i: processor.submit(SolicitacaoRef(solicitacao)))
@@ -324,17 +292,6 @@ def test_a_request_run_many_times_at_once_settles_once(
     assert {o.id for o in outcomes if isinstance(o, PedidoResult)} == {solicitacao}
     assert store.count(Pedido) == 1 and store.estoque(produto) == 3
     assert processor.stats().completed == 10  # each caller saw the one committed order
-
-
-def lost_connection() -> OperationalError:
-    import pymysql
-
-    return OperationalError(
-        "COMMIT",
-        {},
-        pymysql.err.OperationalError(2013, "Lost connection"),
-        connection_invalidated=True,
-    )
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["commit-landed", "commit-lost"])
@@ -359,7 +316,7 @@ def test_a_connection_lost_during_commit_never_doubles_an_order(
         return place_pedidos(session, requests)
 
     processor = make_processor(work=commit_then_lose_the_connection)
-    result = processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),))).result(timeout=30)
+    result = processor.submit(order_request(cliente, produto)).result(timeout=30)
 
     assert store.count(Pedido) == 1 and store.estoque(produto) == 4
     with store.sessions.begin() as session:
@@ -370,11 +327,11 @@ def test_a_connection_lost_during_commit_never_doubles_an_order(
 def test_draining_refuses_new_orders_and_readiness(app: Flask, store: Store) -> None:
     client = app.test_client()
     body = order_body(store.cliente("10.00"), store.produto("1.00", 5))
-    runtime: Runtime = app.extensions["pedidos"]
+    runtime = runtime_of(app)
 
     runtime.drain(timeout=5)
 
-    for response in (post(client, body), client.get("/readyz")):
+    for response in (post_pedido(client, body), client.get("/readyz")):
         assert response.status_code == 503
         assert response.get_json()["type"] == "urn:pedidos:problem:desligando"
     assert client.get("/status").get_json()["accepting"] is False

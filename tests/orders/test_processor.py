@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 
-import pymysql
 import pytest
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,25 +17,8 @@ from pedidos.orders.batches import (
     retry_code,
 )
 from pedidos.orders.processor import PedidoProcessor
-from pedidos.orders.transaction import (
-    ItemRequest,
-    PedidoRequest,
-    PedidoResult,
-    Settled,
-    place_pedidos,
-)
-from tests.conftest import Store, outcomes_of
-
-MakeProcessor = Callable[..., PedidoProcessor]
-
-
-def mysql_error(code: int, invalidated: bool = False) -> OperationalError:
-    return OperationalError(
-        "UPDATE ...",
-        {},
-        pymysql.err.OperationalError(code, "x"),
-        connection_invalidated=invalidated,
-    )
+from pedidos.orders.transaction import PedidoRequest, PedidoResult, Settled, place_pedidos
+from tests.helpers import MakeProcessor, Store, mysql_error, order_request, outcomes_of
 
 
 @pytest.mark.parametrize(
@@ -76,7 +58,7 @@ def test_persistent_deadlock_fails_after_bounded_retries(
         raise mysql_error(1213)
 
     processor = make_processor(work=always_deadlocks, max_retries=3)
-    future = processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),)))
+    future = processor.submit(order_request(cliente, produto))
 
     with pytest.raises(RetriesExhausted) as failure:
         future.result(timeout=30)
@@ -103,9 +85,7 @@ def test_process_pool_runs_orders_with_its_own_engines(
         database_url=database_url,
     )
     try:
-        futures = [
-            processor.submit(PedidoRequest(cliente, (ItemRequest(produto, 1),))) for _ in range(12)
-        ]
+        futures = [processor.submit(order_request(cliente, produto)) for _ in range(12)]
         outcomes = outcomes_of(futures)
     finally:
         processor.shutdown()

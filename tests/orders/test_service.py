@@ -23,7 +23,7 @@ from pedidos.orders.transaction import (
     random_pedido_request,
 )
 from pedidos.storage.models import ItemPedido, Pedido
-from tests.conftest import Store
+from tests.helpers import Store
 
 
 def order(cliente_id: int, *itens: tuple[int, int]) -> PedidoRequest:

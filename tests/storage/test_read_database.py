@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import insert
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.runtime import Runtime
 from pedidos.storage.engine import make_engine, upgrade_schema
-from pedidos.storage.models import Cliente, Produto
+from tests.helpers import order_body, post_pedido, runtime_of, seed_catalog
 
 
 def _database(path: Path) -> str:
+    """A migrated SQLite database holding one cliente (saldo 100.00) and one produto."""
     url = f"sqlite:///{path}"
     upgrade_schema(url)
     engine = make_engine(url)
-    with engine.begin() as connection:
-        connection.execute(insert(Cliente), [{"nome": "Ana", "saldo": Decimal("100.00")}])
-        connection.execute(
-            insert(Produto), [{"nome": "Caneta", "preco": Decimal("2.50"), "estoque": 10}]
-        )
+    seed_catalog(engine, 1, "100.00", [10], preco="2.50")
     engine.dispose()
     return url
 
@@ -43,14 +36,12 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     )
     app = create_app(settings)
     yield app
-    runtime: Runtime = app.extensions["pedidos"]
-    runtime.close()
+    runtime_of(app).close()
 
 
 def test_reports_read_the_read_database_and_orders_the_primary(app: Flask) -> None:
     client = app.test_client()
-    order = {"cliente_id": 1, "itens": [{"produto_id": 1, "quantidade": 2}]}
-    placed = client.post("/pedido", data=json.dumps(order), content_type="application/json")
+    placed = post_pedido(client, order_body(1, 1, 2))
     assert placed.status_code == 201, placed.get_data(as_text=True)
     pedido_id = placed.get_json()["id"]
 

@@ -13,11 +13,10 @@ from sqlalchemy import Engine, text, update
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.runtime import Runtime
 from pedidos.storage.models import Simulacao, utc_now
 from pedidos.storage.reads import ReadTooSlow
 from pedidos.web.problems import PROBLEM_OF
-from tests.conftest import Store
+from tests.helpers import Store, order_body, runtime_of
 
 # A query that takes seconds on either database, whatever the data.
 SLOW_QUERY = (
@@ -39,12 +38,7 @@ def tight(engine: Engine, database_url: str) -> Iterator[Flask]:
         )
     )
     yield app
-    app.extensions["pedidos"].close()
-
-
-def runtime_of(app: Flask) -> Runtime:
-    found: Runtime = app.extensions["pedidos"]
-    return found
+    runtime_of(app).close()
 
 
 def test_a_slow_report_query_is_stopped_by_the_database(tight: Flask) -> None:
@@ -79,7 +73,7 @@ def test_busy_report_connections_refuse_reports_but_not_orders(tight: Flask, sto
         assert client.get("/painel/resumo").status_code == 503
         placed = client.post(
             "/pedido",
-            json={"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]},
+            json=order_body(cliente, produto),
         )
         assert placed.status_code == 201
         assert client.get("/readyz").status_code == 200
@@ -104,9 +98,7 @@ def test_csv_exports_are_capped(tight: Flask) -> None:
         response.close()
 
 
-def test_one_simulation_at_a_time_across_instances(
-    engine: Engine, database_url: str, store: Store
-) -> None:
+def test_one_simulation_at_a_time_across_instances(database_url: str, store: Store) -> None:
     store.cliente("1000000.00")
     store.produto("1.00", 1_000_000)
     first, second = (create_app(Settings(database_url=database_url, workers=2)) for _ in range(2))
@@ -136,9 +128,7 @@ def test_one_simulation_at_a_time_across_instances(
         runtime_of(second).close()
 
 
-def test_a_dead_instances_simulation_frees_the_slot(
-    app: Flask, engine: Engine, store: Store
-) -> None:
+def test_a_dead_instances_simulation_frees_the_slot(app: Flask, store: Store) -> None:
     runtime = runtime_of(app)
     with runtime.sessions.begin() as session:
         session.add(

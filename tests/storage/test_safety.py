@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, make_url, text
 from pedidos.config import Settings
 from pedidos.storage.engine import upgrade_schema
 from pedidos.storage.safety import database_problems, settings_problems
-from tests.conftest import recreate_mariadb_database, sibling_database
+from tests.helpers import recreate_mariadb_database, sibling_database
 
 
 def test_debug_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.orm import Session
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.orders.transaction import RANDOM_PEDIDO, PedidoRequest, Settled, place_pedidos
-from pedidos.runtime import Runtime
-from tests.conftest import Store
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def post(client: FlaskClient, body: Any) -> Any:
-    return client.post("/pedido", data=json.dumps(body), content_type="application/json")
+from pedidos.orders.transaction import RANDOM_PEDIDO
+from tests.helpers import PROBLEM, Store, held_until, order_body, post_pedido, runtime_of
 
 
 def assert_problem(response: Any, status: int, slug: str) -> dict[str, Any]:
@@ -50,9 +36,7 @@ def test_post_pedido_creates_the_order(client: FlaskClient, store: Store) -> Non
     cliente = store.cliente("100.00")
     produto = store.produto("19.90", 3)
 
-    response = post(
-        client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 2}]}
-    )
+    response = post_pedido(client, order_body(cliente, produto, 2))
 
     assert response.status_code == 201
     body = response.get_json()
@@ -70,12 +54,12 @@ def test_post_pedido_creates_the_order(client: FlaskClient, store: Store) -> Non
 def test_client_sent_prices_and_totals_are_refused(client: FlaskClient, store: Store) -> None:
     cliente = store.cliente("100.00")
     produto = store.produto("19.90", 3)
-    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    body = order_body(cliente, produto)
     for forged in (
         {**body, "total": "0.01"},
         {**body, "itens": [{"produto_id": produto, "quantidade": 1, "preco_unitario": "0.01"}]},
     ):
-        assert_problem(post(client, forged), 422, "entrada-invalida")
+        assert_problem(post_pedido(client, forged), 422, "entrada-invalida")
     assert store.saldo(cliente) == Decimal("100.00")
 
 
@@ -99,25 +83,25 @@ def test_rejections_are_problems_that_say_why(client: FlaskClient, store: Store)
     produto = store.produto("4.00", 1)
 
     estoque = assert_problem(
-        post(client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 2}]}),
+        post_pedido(client, order_body(cliente, produto, 2)),
         409,
         "estoque-insuficiente",
     )
     assert (estoque["produto_id"], estoque["disponivel"], estoque["pedido"]) == (produto, 1, 2)
 
-    saldo_body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    saldo_body = order_body(cliente, produto)
     store_produto = store.produto("6.00", 1)
     saldo_body["itens"] = [{"produto_id": store_produto, "quantidade": 1}]
-    saldo = assert_problem(post(client, saldo_body), 409, "saldo-insuficiente")
+    saldo = assert_problem(post_pedido(client, saldo_body), 409, "saldo-insuficiente")
     assert (saldo["saldo"], saldo["total"]) == ("5.00", "6.00")
 
     assert_problem(
-        post(client, {"cliente_id": 999_999, "itens": [{"produto_id": produto, "quantidade": 1}]}),
+        post_pedido(client, order_body(999_999, produto)),
         404,
         "cliente-nao-encontrado",
     )
     missing = assert_problem(
-        post(client, {"cliente_id": cliente, "itens": [{"produto_id": 999_999, "quantidade": 1}]}),
+        post_pedido(client, order_body(cliente, 999_999)),
         404,
         "produto-nao-encontrado",
     )
@@ -158,7 +142,7 @@ VALID_ITEM = {"produto_id": 1, "quantidade": 1}
     ],
 )
 def test_invalid_bodies_are_422(client: FlaskClient, body: Any) -> None:
-    problem = assert_problem(post(client, body), 422, "entrada-invalida")
+    problem = assert_problem(post_pedido(client, body), 422, "entrada-invalida")
     assert problem["errors"] and all({"field", "message"} <= set(e) for e in problem["errors"])
 
 
@@ -211,25 +195,21 @@ def test_full_queue_answers_503_with_retry_after(store: Store, database_url: str
     cliente = store.cliente("100.00")
     produto = store.produto("1.00", 10)
     release = threading.Event()
-
-    def blocked(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
-        release.wait(timeout=30)
-        return place_pedidos(session, requests)
-
-    app = create_app(Settings(database_url=database_url, workers=1, queue_size=1), work=blocked)
-    runtime: Runtime = app.extensions["pedidos"]
-    body = {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
+    settings = Settings(database_url=database_url, workers=1, queue_size=1)
+    app = create_app(settings, work=held_until(release))
+    runtime = runtime_of(app)
+    body = order_body(cliente, produto)
     try:
         first = runtime.processor.submit(RANDOM_PEDIDO)
         second = runtime.processor.submit(RANDOM_PEDIDO)
-        response = post(app.test_client(), body)
+        response = post_pedido(app.test_client(), body)
         problem = assert_problem(response, 503, "sobrecarga")
         assert response.headers["Retry-After"] == "1"
         assert "overloaded" in problem["title"].lower()
         release.set()
         assert first.result(timeout=30).cliente_id == cliente
         assert second.result(timeout=30).cliente_id == cliente
-        assert post(app.test_client(), body).status_code == 201
+        assert post_pedido(app.test_client(), body).status_code == 201
         assert runtime.processor.stats().overloaded == 1
     finally:
         release.set()
@@ -254,7 +234,7 @@ def history(client: FlaskClient, store: Store) -> Iterator[dict[str, int]]:
             "cliente_id": cliente,
             "itens": [{"produto_id": p, "quantidade": q} for p, q in itens],
         }
-        assert post(client, body).status_code == 201
+        assert post_pedido(client, body).status_code == 201
     yield {"ana": ana, "bia": bia, "cafe": cafe, "pao": pao}
 
 
@@ -344,7 +324,7 @@ def test_relatorio_rejects_bad_queries(client: FlaskClient, query: str) -> None:
 
 
 def test_status_reports_pool_and_database(client: FlaskClient, history: dict[str, int]) -> None:
-    post(client, {"cliente_id": history["ana"], "itens": [{"produto_id": 999, "quantidade": 1}]})
+    post_pedido(client, order_body(history["ana"], 999))
     status = client.get("/status").get_json()
     processor = status["processor"]
     assert processor["completed"] == 5
@@ -380,13 +360,13 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     assert client.get("/readyz").get_json() == {"status": "ready"}
 
 
-def test_readiness_fails_cleanly_without_a_database(tmp_path: Any) -> None:
+def test_readiness_fails_cleanly_without_a_database() -> None:
     app = create_app(Settings(database_url="mysql+pymysql://nobody@127.0.0.1:1/none"))
     try:
         assert_problem(app.test_client().get("/readyz"), 503, "banco-indisponivel")
         assert_problem(app.test_client().get("/relatorio"), 503, "banco-indisponivel")
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
 
 
 def test_openapi_documents_every_route(client: FlaskClient, app: Flask) -> None:
@@ -433,12 +413,7 @@ def test_a_bare_bodiless_post_is_accepted_at_once_and_then_processed(
 def test_a_cursor_alone_keeps_the_page_size(client: FlaskClient, store: Store) -> None:
     cliente, produto = store.cliente("1000.00"), store.produto("1.00", 100)
     for _ in range(7):
-        assert (
-            post(
-                client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
-            ).status_code
-            == 201
-        )
+        assert post_pedido(client, order_body(cliente, produto)).status_code == 201
     first = client.get("/relatorio?limit=3").get_json()
     second = client.get(f"/relatorio?cursor={first['next_cursor']}").get_json()
     assert len(second["pedidos"]) == 3
@@ -449,7 +424,7 @@ def test_a_cursor_alone_keeps_the_page_size(client: FlaskClient, store: Store) -
 def test_report_rows_carry_names(client: FlaskClient, store: Store) -> None:
     cliente = store.cliente("100.00", nome="Joana Lima")
     produto = store.produto("3.00", 10, nome="Rapadura mineira")
-    post(client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 2}]})
+    post_pedido(client, order_body(cliente, produto, 2))
     (pedido,) = client.get("/relatorio").get_json()["pedidos"]
     assert pedido["cliente_nome"] == "Joana Lima"
     assert pedido["itens"][0]["produto_nome"] == "Rapadura mineira"
@@ -467,14 +442,10 @@ def test_status_names_its_database(client: FlaskClient) -> None:
 
 def test_problem_titles_are_english_throughout(client: FlaskClient, store: Store) -> None:
     produto = store.produto("1.00", 1)
-    missing = post(
-        client, {"cliente_id": 999_999, "itens": [{"produto_id": produto, "quantidade": 1}]}
-    )
+    missing = post_pedido(client, order_body(999_999, produto))
     assert missing.get_json()["title"] == "Cliente not found"
     cliente = store.cliente("0.50")
-    poor = post(
-        client, {"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]}
-    )
+    poor = post_pedido(client, order_body(cliente, produto))
     assert poor.get_json()["title"] == "Insufficient saldo"
     assert client.get("/nada-aqui").get_json()["title"] == "Not found"
     assert client.delete("/pedido").get_json()["title"] == "Method not allowed"

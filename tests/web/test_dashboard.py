@@ -21,7 +21,7 @@ from pedidos.orders.processor import PedidoProcessor
 from pedidos.sim.simulacoes import SimulationPlan, Simulations
 from pedidos.storage.engine import make_engine, make_sessions
 from pedidos.web.formatting import brl, data_hora, inteiro
-from tests.conftest import Store
+from tests.helpers import Store, order_body, runtime_of
 
 
 def test_brazilian_formatting() -> None:
@@ -34,11 +34,7 @@ def test_brazilian_formatting() -> None:
 
 
 def order(client: FlaskClient, cliente_id: int, produto_id: int, quantidade: int = 1) -> Any:
-    body = {
-        "cliente_id": cliente_id,
-        "itens": [{"produto_id": produto_id, "quantidade": quantidade}],
-    }
-    return client.post("/pedido", json=body)
+    return client.post("/pedido", json=order_body(cliente_id, produto_id, quantidade))
 
 
 def test_page_shows_catalog_and_orders_in_portuguese(app: Flask, store: Store) -> None:
@@ -209,7 +205,7 @@ def test_simulation_input_is_validated(app: Flask, body: dict[str, Any]) -> None
 def guarded_app(database_url: str, engine: object) -> Any:
     app = create_app(Settings(database_url=database_url, admin_token="s3cr3t-token"))
     yield app
-    app.extensions["pedidos"].close()
+    runtime_of(app).close()
 
 
 def test_simulations_need_the_admin_token_when_one_is_set(guarded_app: Flask) -> None:
@@ -239,20 +235,20 @@ def test_simulations_are_refused_in_production_without_a_token(
         assert response.get_json()["type"] == "urn:pedidos:problem:nao-autorizado"
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
 
 
 def test_closing_the_app_stops_a_running_simulation(app: Flask, store: Store) -> None:
     store.cliente("100000.00")
     store.produto("1.00", 100_000)
     started = app.test_client().post("/simulacoes", json={"pedidos": 100_000, "concorrencia": 4})
-    simulation = app.extensions["pedidos"].simulations._running[started.get_json()["id"]]
+    simulation = runtime_of(app).simulations._running[started.get_json()["id"]]
     deadline = time.monotonic() + 30
     while simulation.done < 10:
         assert time.monotonic() < deadline, "the simulation placed no 10 orders in 30 s"
         time.sleep(0.01)
 
-    app.extensions["pedidos"].close()
+    runtime_of(app).close()
 
     assert not simulation.running and simulation.done < 100_000
     assert simulation.error is None and simulation.violations == []

@@ -3,7 +3,6 @@ headers; and the security headers every response carries."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -11,14 +10,11 @@ import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
 
 from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.web.guards import host_allowed, host_name
-from tests.conftest import Store, serving
-
-PROBLEM = "application/problem+json"
+from tests.helpers import PROBLEM, Store, order_body, raw_request, runtime_of, serving
 
 
 @pytest.fixture
@@ -26,38 +22,12 @@ def lite_app(sqlite_url: str) -> Iterator[Flask]:
     """The app on SQLite, for checks that do not depend on the database."""
     app = create_app(Settings(database_url=sqlite_url, workers=2))
     yield app
-    app.extensions["pedidos"].close()
+    runtime_of(app).close()
 
 
 @pytest.fixture
 def client(lite_app: Flask) -> FlaskClient:
     return lite_app.test_client()
-
-
-def raw_request(url: str, data: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are, read the whole answer: status, headers, body."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
-        connection.sendall(data)
-        received = b""
-        try:
-            while chunk := connection.recv(65536):
-                received += chunk
-                head, found, body = received.partition(b"\r\n\r\n")
-                if found:
-                    lines = head.decode("latin-1").split("\r\n")
-                    headers = {
-                        k.strip().lower(): v.strip()
-                        for k, _, v in (line.partition(":") for line in lines[1:])
-                    }
-                    if len(body) >= int(headers.get("content-length", "-1")) >= 0:
-                        break
-        except (TimeoutError, ConnectionResetError):
-            pass
-    head, _, body = received.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
 
 
 def test_every_response_carries_the_security_headers(client: FlaskClient) -> None:
@@ -117,7 +87,7 @@ def test_allowed_hosts_are_configurable(sqlite_url: str) -> None:
         assert client.get("/", headers={"Host": "pedidos.example"}).status_code == 200
         assert client.get("/", headers={"Host": "localhost"}).status_code == 400
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
 
 
 @pytest.mark.parametrize(
@@ -174,21 +144,19 @@ def test_random_orders_can_be_switched_off(sqlite_url: str) -> None:
         assert response.status_code == 422
         assert response.get_json()["type"] == "urn:pedidos:problem:corpo-obrigatorio"
     finally:
-        app.extensions["pedidos"].close()
+        runtime_of(app).close()
     assert Settings(environment="production").random_orders_enabled is False
     assert Settings().random_orders_enabled is True
     assert replace(Settings(environment="production"), random_orders=True).random_orders_enabled
 
 
 @pytest.mark.parametrize("wait", ["²", "¹²", "٣", "1e3", "-1", "9999999", "1.5"])
-def test_odd_prefer_wait_values_are_ignored(
-    app: Flask, store: Store, engine: Engine, wait: str
-) -> None:
+def test_odd_prefer_wait_values_are_ignored(app: Flask, store: Store, wait: str) -> None:
     cliente = store.cliente("100.00")
     produto = store.produto("1.00", 10)
     response = app.test_client().post(
         "/pedido",
-        json={"cliente_id": cliente, "itens": [{"produto_id": produto, "quantidade": 1}]},
+        json=order_body(cliente, produto),
         headers={"Prefer": f"respond-async, wait={wait}".encode().decode("latin-1")},
     )
     assert response.status_code in (201, 202)
