@@ -56,9 +56,11 @@ class Settings:
     read_database_url: str | None = None
     # Labels this process's own figures (/status, dashboard) when several instances serve.
     instance_name: str = field(default_factory=socket.gethostname)
-    # Few transactions at a time, each taking every order that waits: measured, two workers
-    # with batches of up to 64 spend less CPU per order and commit more than 8 or 16.
-    workers: int = 2
+    # One transaction at a time per process, taking every order that waits: the orders that
+    # arrive meanwhile gather into the next batch. Measured (docs/performance.md): as fast as
+    # two workers in process, faster over HTTP, and far faster on a hot produto; more
+    # processes, not more workers, put more cores to work.
+    workers: int = 1
     queue_size: int = 256
     executor: ExecutorKind = "thread"
     max_retries: int = 5

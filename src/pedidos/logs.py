@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 
@@ -58,19 +61,51 @@ def uses_json(log_format: LogFormat) -> bool:
 _LEVELS = {"pedidos": logging.INFO, "werkzeug": logging.INFO, "": logging.WARNING}
 
 
+# Records waiting for the writer thread; when it falls this far behind, loggers wait for it.
+QUEUED_RECORDS = 10_000
+
+
+class _Handoff(logging.handlers.QueueHandler):
+    """Hands each record to the writer thread, so that no order's worker waits on stderr.
+
+    The request id is read here, in the context that logged; the record is otherwise passed
+    as it is (the same process formats it, exceptions included).
+    """
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.records = records
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        current = _request_id_of(record)
+        if current:
+            record.request_id = current
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.records.put(record)  # blocks when full: memory stays bounded
+
+
 def configure_logging(log_format: LogFormat) -> None:
-    """Send every log record to stderr in one format, JSON or text (once per process)."""
+    """Send every log record to stderr in one format, JSON or text (once per process).
+
+    One writer thread formats and writes; loggers only queue their records.
+    """
+    loggers = {logging.getLogger(name): level for name, level in _LEVELS.items()}
+    if all(any(isinstance(h, _Handoff) for h in logger.handlers) for logger in loggers):
+        return
     use_json = uses_json(log_format)
-    for name, level in _LEVELS.items():
-        logger = logging.getLogger(name)
-        if any(getattr(h, "pedidos_handler", False) for h in logger.handlers):
-            continue
-        handler = logging.StreamHandler()
-        handler.pedidos_handler = True  # type: ignore[attr-defined]
-        handler.setFormatter(
-            JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
-        )
-        logger.addHandler(handler)
+    writer = logging.StreamHandler()
+    writer.setFormatter(
+        JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_RECORDS)
+    listener = logging.handlers.QueueListener(records, writer)
+    listener.start()
+    atexit.register(listener.stop)  # writes what is still queued
+    for logger, level in loggers.items():
+        logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _Handoff)]
+        logger.addHandler(_Handoff(records))
         logger.setLevel(level)
-        if name:
+        if logger.name != "root":
             logger.propagate = False

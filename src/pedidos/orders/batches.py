@@ -37,6 +37,8 @@ BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
 # How often to ask, after a dropped COMMIT, whether it landed before saying "unknown".
 COMMIT_CHECKS = 5
+# Backoff jitter and random orders; seeding a generator per batch would cost a syscall each.
+_JITTER = random.Random()
 
 
 class RetriesExhausted(Exception):
@@ -104,7 +106,7 @@ def run_batch(
     """Run the jobs in one transaction. A transient error retries the whole batch from fresh
     reads; anything else (or retries running out) runs each job on its own, so that one bad
     order cannot fail the others."""
-    rng = random.Random()
+    rng = _JITTER
     retries: list[str] = []
     failure: Exception
     while True:
