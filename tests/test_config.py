@@ -13,7 +13,7 @@ def test_defaults_use_the_embedded_sqlite_database() -> None:
     settings = Settings.from_env({})
     assert settings.database_url == DEFAULT_DATABASE_URL
     assert DEFAULT_DATABASE_URL.startswith("sqlite:///")
-    assert (settings.executor, settings.pool_size) == ("thread", settings.workers + 8)
+    assert (settings.executor, settings.pool_size) == ("thread", settings.workers + 16)
 
 
 def test_environment_overrides() -> None:

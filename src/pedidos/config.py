@@ -46,6 +46,10 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+# Main-pool connections for request threads (see Settings.pool_size).
+REQUEST_CONNECTIONS = 16
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the service can be tuned with; see docs/configuration.md."""
@@ -91,9 +95,11 @@ class Settings:
 
     @property
     def pool_size(self) -> int:
-        """Connections: one per worker, plus some for request threads that record durable
-        requests, look up keys and answer reports and status."""
-        return self.workers + 8
+        """Connections: one per order worker, and sixteen for request threads, which hold one
+        only for a short statement (recording a solicitacao, a key lookup, GET /pedido,
+        /status). More of them at once wait their turn in the pool rather than open
+        connections the database cannot afford (MariaDB's max_connections is 151)."""
+        return self.workers + REQUEST_CONNECTIONS
 
     @property
     def production(self) -> bool:
