@@ -281,8 +281,10 @@ def table(cells: list[Cell]) -> str:
         label = "granian (`pedidos serve --production`)" if c.server == "granian" else c.server
         if c.server == "granian" and c.app == "peer":
             label = "granian 2 workers x 16"
-        elif c.server == "gunicorn":
+        elif c.server == "gunicorn" and c.app == "peer":
             label = "gunicorn gthread 2 x 16"
+        elif c.server == "gunicorn":
+            label = "gunicorn gthread 2 x 64 (`gunicorn.conf.py`)"
         lines.append(
             f"| {label} | {c.app} | {c.scenario} | {c.committed_per_s:,.0f} | {c.p50_ms:.1f}"
             f" | {c.p99_ms:.1f} | {c.non_2xx} | {c.socket_errors}"

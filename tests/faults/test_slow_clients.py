@@ -186,7 +186,7 @@ def test_control_gunicorn_threads_are_taken_by_slow_clients(
             os.killpg(server.pid, signal.SIGKILL)  # the master and its workers
             server.wait(timeout=30)
 
-    # 2 workers x 16 threads, each held by a slow client: the probes time out.
+    # 2 workers x 64 threads, each held by a slow client: the probes time out.
     assert len(probes.failed) >= 4, probes
 
 
