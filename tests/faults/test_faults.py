@@ -410,8 +410,8 @@ def test_07_one_key_sent_20_times_at_once(
     assert ledger(fault_engine).pedidos == 1
     report(
         "One idempotency key, one order",
-        f"20 concurrent sends: 1 order; {statuses.count(201)} answers were 201 with the same id "
-        f"(the first, then replays), {statuses.count(409)} got 409 `em-andamento`",
+        f"20 concurrent sends: 1 order; 201 with the same id (the first, then replays): "
+        f"{statuses.count(201)}, 409 `em-andamento`: {statuses.count(409)}",
     )
 
 
