@@ -6,7 +6,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from pedidos.config import SettingsError
-from pedidos.storage.engine import describe_url
+from pedidos.storage.engine import describe_url, mysql_code
 from pedidos.storage.safety import UnsafeSettings
 
 EXAMPLE_URLS = (
@@ -77,10 +77,10 @@ def _missing_driver(error: ModuleNotFoundError, database_url: str) -> list[str] 
 def _database_error(error: DBAPIError, database_url: str) -> list[str]:
     url = make_url(database_url)
     where = describe_url(database_url)
-    args = error.orig.args if error.orig is not None else ()
-    code = args[0] if args else None
+    args: tuple[object, ...] = getattr(error.orig, "args", ())
+    code = mysql_code(error)
     # MariaDB drivers put (code, text) in args; the text alone reads better.
-    message = str(args[1]) if len(args) > 1 and isinstance(code, int) else str(error.orig)
+    message = str(args[1]) if len(args) > 1 and code is not None else str(error.orig)
     if url.get_backend_name() == "sqlite":
         if "no such table" in message:
             return [

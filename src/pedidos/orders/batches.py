@@ -22,6 +22,7 @@ from pedidos.orders.transaction import (
     Work,
     random_pedido_request,
 )
+from pedidos.storage.engine import mysql_code
 from pedidos.storage.models import Estado
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ BACKOFF_BASE_SECONDS = 0.005
 BACKOFF_CAP_SECONDS = 0.25
 # How often to ask, after a dropped COMMIT, whether it landed before saying "unknown".
 COMMIT_CHECKS = 5
-# Backoff jitter and random orders; seeding a generator per batch would cost a syscall each.
+# Backoff jitter; seeding a generator per batch would cost a syscall each.
 _JITTER = random.Random()
 
 
@@ -65,9 +66,9 @@ def retry_code(error: DBAPIError) -> str | None:
     """The label under which `error` is retried, or None when retrying cannot help."""
     if error.connection_invalidated:
         return "connection_lost"
-    args = getattr(error.orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in RETRYABLE_MYSQL_ERRORS:
-        return str(args[0])
+    code = mysql_code(error)
+    if code in RETRYABLE_MYSQL_ERRORS:
+        return str(code)
     # SQLite's busy timeout expired while another writer held the database.
     if "database is locked" in str(error.orig):
         return "sqlite_busy"
@@ -106,18 +107,17 @@ def run_batch(
     """Run the jobs in one transaction. A transient error retries the whole batch from fresh
     reads; anything else (or retries running out) runs each job on its own, so that one bad
     order cannot fail the others."""
-    rng = _JITTER
     retries: list[str] = []
     failure: Exception
     while True:
         try:
-            return BatchOutcome(_run_once(sessions, work, jobs, rng), tuple(retries))
+            return BatchOutcome(_run_once(sessions, work, jobs), tuple(retries))
         except DBAPIError as error:
             code = retry_code(error)
             failure = error
             if code is not None and len(retries) < max_retries:
                 retries.append(code)
-                time.sleep(backoff_seconds(len(retries), rng))
+                time.sleep(backoff_seconds(len(retries), _JITTER))
                 continue
             if code is not None:
                 failure = RetriesExhausted(code, len(retries) + 1)
@@ -152,7 +152,7 @@ class _Prepared:
         return [placed[slot] if isinstance(slot, int) else slot for slot in self.slots]
 
 
-def _prepare(session: Session, jobs: Sequence[Job], rng: random.Random) -> _Prepared:
+def _prepare(session: Session, jobs: Sequence[Job]) -> _Prepared:
     """Lock the solicitacoes (the first locks of the transaction), pick random orders."""
     durable_ids = [job.solicitacao_id for job in jobs if isinstance(job, SolicitacaoRef)]
     locked = solicitacoes.lock_pending(session, durable_ids) if durable_ids else {}
@@ -172,7 +172,7 @@ def _prepare(session: Session, jobs: Sequence[Job], rng: random.Random) -> _Prep
                 slot = first_of[job.solicitacao_id] = prepared.add(found)
         elif isinstance(job, RandomPedido):
             try:
-                slot = prepared.add(random_pedido_request(session, rng))
+                slot = prepared.add(random_pedido_request(session))
             except PedidoRejeitado as rejection:
                 slot = rejection
         else:
@@ -188,13 +188,11 @@ def _solicitacao_outcome(session: Session, stored: solicitacoes.SolicitacaoSnaps
         return error
 
 
-def _run_once(
-    sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job], rng: random.Random
-) -> list[JobOutcome]:
+def _run_once(sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job]) -> list[JobOutcome]:
     placed: list[Settled] | None = None
     try:
         with sessions.begin() as session:
-            prepared = _prepare(session, jobs, rng)
+            prepared = _prepare(session, jobs)
             placed = work(session, prepared.requests) if prepared.requests else []
             outcomes = prepared.outcomes(placed)
     except DBAPIError as error:
@@ -202,15 +200,13 @@ def _run_once(
             # Failed before COMMIT, or the server answered the COMMIT with an error (a
             # Galera certification failure is 1213 at COMMIT): rolled back, safe to retry.
             raise
-        return _after_dropped_commit(sessions, error, prepared, placed, outcomes, jobs, rng)
+        return _after_dropped_commit(sessions, error, prepared, placed, outcomes, jobs)
     return outcomes
 
 
 def _connection_lost(error: DBAPIError) -> bool:
     """Whether the COMMIT's answer never came back, so its outcome is unknown."""
-    args = getattr(error.orig, "args", ())
-    code = args[0] if args and isinstance(args[0], int) else None
-    return error.connection_invalidated or code in LOST_CONNECTION_ERRORS
+    return error.connection_invalidated or mysql_code(error) in LOST_CONNECTION_ERRORS
 
 
 def _after_dropped_commit(
@@ -220,7 +216,6 @@ def _after_dropped_commit(
     placed: Sequence[Settled],
     outcomes: list[JobOutcome],
     jobs: Sequence[Job],
-    rng: random.Random,
 ) -> list[JobOutcome]:
     """COMMIT failed: did it land? Every request row the transaction settled commits with
     it, so one of them tells. Raises `error` (the caller retries) when it surely did not."""
@@ -235,7 +230,7 @@ def _after_dropped_commit(
                     statements.FIND_ESTADO_LOCKING, {"solicitacao": solicitacao_id}
                 ).scalar_one_or_none()
         except DBAPIError:
-            time.sleep(backoff_seconds(attempt, rng) + 0.1 * attempt)
+            time.sleep(backoff_seconds(attempt, _JITTER) + 0.1 * attempt)
             continue
         if estado == landed_as.value:
             return outcomes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -121,9 +120,7 @@ def record_solicitacao(
                     .execution_options(synchronize_session=False)
                 )
             order = (
-                request
-                if isinstance(request, PedidoRequest)
-                else random_pedido_request(session, random.Random())
+                request if isinstance(request, PedidoRequest) else random_pedido_request(session)
             )
             solicitacao = Solicitacao(
                 chave=chave,

@@ -365,7 +365,11 @@ def insert_pedidos(
     )
 
 
-def random_pedido_request(session: Session, rng: random.Random) -> PedidoRequest:
+# Random picks; one generator per process, as seeding one per order costs a syscall.
+_PICKS = random.Random()
+
+
+def random_pedido_request(session: Session, rng: random.Random = _PICKS) -> PedidoRequest:
     """An arriving order: a random cliente buys one unit of a random produto."""
     cliente_id = _random_id(session, statements.RANDOM_CLIENTE, rng)
     produto_id = _random_id(session, statements.RANDOM_PRODUTO, rng)

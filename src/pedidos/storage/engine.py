@@ -15,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 # Below MariaDB's default wait_timeout (8 h) and any proxy idle cut-off we are likely to meet.
@@ -38,6 +39,12 @@ def resolve_driver(database_url: str | URL) -> URL:
 def describe_driver(engine: Engine) -> str:
     """Which database and driver an engine runs on, for the operator: `mysql+mysqldb`."""
     return f"{engine.dialect.name}+{engine.dialect.driver}"
+
+
+def mysql_code(error: DBAPIError) -> int | None:
+    """The MariaDB/MySQL error number behind `error` (its drivers raise (code, text)), if any."""
+    args = getattr(error.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
 
 
 def make_engine(database_url: str, pool_size: int = 8, lock_wait_timeout: int = 10) -> Engine:

@@ -24,6 +24,7 @@ from pedidos.storage.engine import (
     READ_ONLY_OPTION,
     SQLITE_BUSY_TIMEOUT_SECONDS,
     make_server_engine,
+    mysql_code,
     resolve_driver,
 )
 
@@ -94,9 +95,7 @@ class ReadTooSlow(Exception):
 
 
 def timed_out(error: OperationalError) -> bool:
-    orig = error.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code == MAX_STATEMENT_TIME_EXCEEDED or "interrupted" in str(orig)
+    return mysql_code(error) == MAX_STATEMENT_TIME_EXCEEDED or "interrupted" in str(error.orig)
 
 
 class Reads:
