@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pedidos.orders import statements
 from pedidos.orders.contadores import count_errors
 from pedidos.orders.lookup import pedido_result
 from pedidos.orders.transaction import (
@@ -61,7 +60,16 @@ _COLUMNS = (
 )
 
 
-def _stored(row: Any) -> SolicitacaoSnapshot:
+# Solicitacoes, locked before their orders' rows: the first step of the lock order.
+_LOCK_PENDING = (
+    select(*_COLUMNS, Solicitacao.payload)
+    .where(Solicitacao.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Solicitacao.id)
+    .with_for_update()
+)
+
+
+def _snapshot(row: Any) -> SolicitacaoSnapshot:
     motivo = json.loads(row.motivo) if row.motivo else None
     return SolicitacaoSnapshot(
         row.id,
@@ -84,12 +92,12 @@ def fingerprint(request: PedidoRequest | RandomPedido) -> str:
 
 def find(session: Session, solicitacao_id: int) -> SolicitacaoSnapshot | None:
     row = session.execute(select(*_COLUMNS).where(Solicitacao.id == solicitacao_id)).one_or_none()
-    return _stored(row) if row is not None else None
+    return _snapshot(row) if row is not None else None
 
 
 def find_by_key(session: Session, chave: str) -> SolicitacaoSnapshot | None:
     row = session.execute(select(*_COLUMNS).where(Solicitacao.chave == chave)).one_or_none()
-    return _stored(row) if row is not None else None
+    return _snapshot(row) if row is not None else None
 
 
 class IdempotencyKeyTaken(Exception):
@@ -148,8 +156,8 @@ def lock_pending(
     run, a settled one as it is stored. Under these locks a request is settled exactly once,
     whoever runs it. Ids that do not exist are left out."""
     locked: dict[int, PedidoRequest | SolicitacaoSnapshot] = {}
-    for row in session.execute(statements.LOCK_SOLICITACOES, {"ids": sorted(set(ids))}):
-        stored = _stored(row)
+    for row in session.execute(_LOCK_PENDING, {"ids": sorted(set(ids))}):
+        stored = _snapshot(row)
         pending = not stored.final and row.payload is not None
         locked[row.id] = PedidoRequest.from_payload(row.payload, row.id) if pending else stored
     return locked

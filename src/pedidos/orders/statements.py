@@ -13,6 +13,7 @@ from sqlalchemy import (
     Select,
     Table,
     TextClause,
+    Update,
     bindparam,
     func,
     insert,
@@ -40,22 +41,23 @@ LOCK_CLIENTES = (
     .with_for_update()
 )
 # Per-row debits, for SQLite: in-process, where a statement per row costs no round trip.
+# Each binds the row (`alvo`), a count (`n`: units or orders) and money (`v`).
 _DEBIT_PRODUTO = (
     update(_produtos)
     .where(_produtos.c.id == bindparam("alvo"))
     .values(
-        estoque=_produtos.c.estoque - bindparam("unidades", type_=Integer()),
-        vendidos=_produtos.c.vendidos + bindparam("unidades", type_=BigInteger()),
-        receita=_produtos.c.receita + bindparam("valor", type_=Money(18)),
+        estoque=_produtos.c.estoque - bindparam("n", type_=Integer()),
+        vendidos=_produtos.c.vendidos + bindparam("n", type_=BigInteger()),
+        receita=_produtos.c.receita + bindparam("v", type_=Money(18)),
     )
 )
 _DEBIT_CLIENTE = (
     update(_clientes)
     .where(_clientes.c.id == bindparam("alvo"))
     .values(
-        saldo=_clientes.c.saldo - bindparam("valor", type_=Money()),
-        compras=_clientes.c.compras + bindparam("quantos", type_=BigInteger()),
-        gasto=_clientes.c.gasto + bindparam("valor", type_=Money(18)),
+        saldo=_clientes.c.saldo - bindparam("v", type_=Money()),
+        compras=_clientes.c.compras + bindparam("n", type_=BigInteger()),
+        gasto=_clientes.c.gasto + bindparam("v", type_=Money(18)),
     )
 )
 # (produto id, (units, receita)) and (cliente id, (orders, money)).
@@ -64,24 +66,19 @@ Debit = tuple[int, tuple[int, Decimal]]
 
 def debit_produtos(session: Session, debits: Sequence[Debit]) -> None:
     """Take units from produtos and add them to their sales, one statement for them all."""
-    if _one_statement_per_table(session):
-        session.execute(_joined_update("produtos", len(debits)), _joined_params(debits))
-    else:
-        session.execute(
-            _DEBIT_PRODUTO,
-            [{"alvo": i, "unidades": q, "valor": v} for i, (q, v) in debits],
-        )
+    _debit(session, "produtos", _DEBIT_PRODUTO, debits)
 
 
 def debit_clientes(session: Session, debits: Sequence[Debit]) -> None:
     """Take money from clientes and add it to what they spent, one statement for them all."""
+    _debit(session, "clientes", _DEBIT_CLIENTE, debits)
+
+
+def _debit(session: Session, table: str, per_row: Update, debits: Sequence[Debit]) -> None:
     if _one_statement_per_table(session):
-        session.execute(_joined_update("clientes", len(debits)), _joined_params(debits))
+        session.execute(_joined_update(table, len(debits)), _joined_params(debits))
     else:
-        session.execute(
-            _DEBIT_CLIENTE,
-            [{"alvo": i, "quantos": n, "valor": v} for i, (n, v) in debits],
-        )
+        session.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
 
 
 def _one_statement_per_table(session: Session) -> bool:
@@ -131,22 +128,6 @@ REJECT_SOLICITACAO = (
         prazo=None,
         atualizado_em=bindparam("agora"),
     )
-)
-# Recorded requests, locked before their orders' rows: the first step of the lock order.
-LOCK_SOLICITACOES = (
-    select(
-        _solicitacoes.c.id,
-        _solicitacoes.c.estado,
-        _solicitacoes.c.impressao,
-        _solicitacoes.c.tentativas,
-        _solicitacoes.c.criado_em,
-        _solicitacoes.c.atualizado_em,
-        _solicitacoes.c.motivo,
-        _solicitacoes.c.payload,
-    )
-    .where(_solicitacoes.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(_solicitacoes.c.id)
-    .with_for_update()
 )
 # After a dropped COMMIT: a locking read waits for that transaction to end before it looks,
 # so a COMMIT the server is still finishing is never taken for one that failed.
