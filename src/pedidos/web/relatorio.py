@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -186,19 +187,7 @@ def _resumo_kept(session: Session, top: int) -> ResumoOut:
         .order_by(Cliente.gasto.desc(), Cliente.id.desc())
         .limit(top)
     ).all()
-    return ResumoOut(
-        pedidos=totals.pedidos,
-        unidades=totals.unidades,
-        receita=totals.receita,
-        por_produto=[
-            ProdutoResumo(produto_id=r[0], nome=r[1], unidades=int(r[2]), receita=r[3])
-            for r in por_produto
-        ],
-        por_cliente=[
-            ClienteResumo(cliente_id=r[0], nome=r[1], pedidos=int(r[2]), receita=r[3])
-            for r in por_cliente
-        ],
-    )
+    return _resumo_out((totals.pedidos, totals.unidades, totals.receita), por_produto, por_cliente)
 
 
 def _resumo_scanned(session: Session, query: RelatorioQuery) -> ResumoOut:
@@ -234,16 +223,27 @@ def _resumo_scanned(session: Session, query: RelatorioQuery) -> ResumoOut:
         .order_by(receita.desc(), Pedido.cliente_id.desc())
         .limit(query.top)
     ).all()
+    return _resumo_out(totals, por_produto, por_cliente)
+
+
+def _resumo_out(
+    totals: Sequence[Any],
+    por_produto: Sequence[Sequence[Any]],
+    por_cliente: Sequence[Sequence[Any]],
+) -> ResumoOut:
+    """The summary from (pedidos, unidades, receita) and the top (id, nome, count, receita)
+    rows per produto and per cliente, however they were read."""
+    pedidos, unidades, receita = totals
     return ResumoOut(
-        pedidos=totals[0],
-        unidades=int(totals[1]),
-        receita=totals[2],
+        pedidos=int(pedidos),
+        unidades=int(unidades),
+        receita=receita,
         por_produto=[
             ProdutoResumo(produto_id=r[0], nome=r[1], unidades=int(r[2]), receita=r[3])
             for r in por_produto
         ],
         por_cliente=[
-            ClienteResumo(cliente_id=r[0], nome=r[1], pedidos=r[2], receita=r[3])
+            ClienteResumo(cliente_id=r[0], nome=r[1], pedidos=int(r[2]), receita=r[3])
             for r in por_cliente
         ],
     )
