@@ -9,6 +9,7 @@ import logging.handlers
 import queue
 import sys
 from datetime import UTC, datetime
+from typing import cast
 
 from pedidos.config import LogFormat
 from pedidos.tracing import request_id
@@ -72,10 +73,6 @@ class _Handoff(logging.handlers.QueueHandler):
     as it is (the same process formats it, exceptions included).
     """
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
-        super().__init__(records)
-        self.records = records
-
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         current = _request_id_of(record)
         if current:
@@ -83,7 +80,7 @@ class _Handoff(logging.handlers.QueueHandler):
         return record
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        self.records.put(record)  # blocks when full: memory stays bounded
+        cast("queue.Queue[logging.LogRecord]", self.queue).put(record)  # full: wait, bounded
 
 
 def configure_logging(log_format: LogFormat) -> None:
