@@ -43,6 +43,14 @@ log() { echo "cluster: $*" >&2; }
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+terminate() {  # terminate PIDFILE: SIGTERM, then up to 60 s for it to exit; fails if it did not
+    local pid
+    pid="$(cat "$1")"
+    kill -TERM "$pid"
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+    return 1
+}
+
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
     local seconds="$1" what="$2"
     shift 2
@@ -147,10 +155,7 @@ start_node() {  # start_node N [--wsrep-new-cluster]
 stop_node() {
     local n="$1" pidfile="$DIR/node$1/mysqld.pid"
     alive "$pidfile" || return 0
-    local pid
-    pid="$(cat "$pidfile")"
-    kill -TERM "$pid"
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    terminate "$pidfile" || true
     log "node$n stopped"
 }
 
@@ -285,11 +290,7 @@ start_instance() {
 stop_instance() {  # SIGTERM: the instance drains (accepted orders finish) and exits
     local i="$1" pidfile="$RUN/instance$1.pid"
     alive "$pidfile" || return 0
-    local pid
-    pid="$(cat "$pidfile")"
-    kill -TERM "$pid"
-    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    terminate "$pidfile" || kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
     log "instance $i stopped"
 }
