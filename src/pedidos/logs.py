@@ -5,11 +5,12 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import logging.handlers
-import queue
 import sys
+import threading
+import time
+from collections import deque
 from datetime import UTC, datetime
-from typing import cast
+from typing import TextIO
 
 from pedidos.config import LogFormat
 from pedidos.tracing import request_id
@@ -64,23 +65,74 @@ _LEVELS = {"pedidos": logging.INFO, "werkzeug": logging.INFO, "": logging.WARNIN
 
 # Records waiting for the writer thread; when it falls this far behind, loggers wait for it.
 QUEUED_RECORDS = 10_000
+# The writer wakes this often and writes everything logged since, in one write: a logger
+# never wakes it, so no record costs a thread switch on the order path.
+WRITE_INTERVAL_SECONDS = 0.05
 
 
-class _Handoff(logging.handlers.QueueHandler):
-    """Hands each record to the writer thread, so that no order's worker waits on stderr.
+class _Writer:
+    """One thread per process that formats and writes the records loggers leave for it."""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self._handler = handler
+        self._pending: deque[logging.LogRecord] = deque()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pedidos-log-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, record: logging.LogRecord) -> None:
+        # deque.append is atomic: no lock, no wake-up. Bounded: wait while the writer catches up.
+        while len(self._pending) >= QUEUED_RECORDS and self._thread.is_alive():
+            time.sleep(WRITE_INTERVAL_SECONDS / 10)
+        self._pending.append(record)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(WRITE_INTERVAL_SECONDS):
+            self.write_pending()
+        self.write_pending()
+
+    def write_pending(self) -> None:
+        lines: list[str] = []
+        while self._pending:
+            record = self._pending.popleft()
+            try:
+                lines.append(self._handler.format(record))
+            except Exception:
+                self._handler.handleError(record)
+        if lines:
+            stream = self._handler.stream
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+
+    def stop(self) -> None:
+        """Write what is still pending (at exit)."""
+        self._stopped.set()
+        self._thread.join()
+
+
+class _Handoff(logging.Handler):
+    """Leaves each record for the writer thread, so that no order's worker waits on stderr.
 
     The request id is read here, in the context that logged; the record is otherwise passed
     as it is (the same process formats it, exceptions included).
     """
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+    def __init__(self, writer: _Writer) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: the writer's deque is safe to append to from any thread.
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
         current = _request_id_of(record)
         if current:
             record.request_id = current
-        return record
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        cast("queue.Queue[logging.LogRecord]", self.queue).put(record)  # full: wait, bounded
+        self.writer.put(record)
 
 
 def configure_logging(log_format: LogFormat) -> None:
@@ -96,13 +148,11 @@ def configure_logging(log_format: LogFormat) -> None:
     writer.setFormatter(
         JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(message)s")
     )
-    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_RECORDS)
-    listener = logging.handlers.QueueListener(records, writer)
-    listener.start()
-    atexit.register(listener.stop)  # writes what is still queued
+    thread = _Writer(writer)
+    atexit.register(thread.stop)  # writes what is still pending
     for logger, level in loggers.items():
         logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _Handoff)]
-        logger.addHandler(_Handoff(records))
+        logger.addHandler(_Handoff(thread))
         logger.setLevel(level)
         if logger.name != "root":
             logger.propagate = False

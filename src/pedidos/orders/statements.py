@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -13,7 +14,6 @@ from sqlalchemy import (
     Select,
     Table,
     TextClause,
-    Update,
     bindparam,
     func,
     insert,
@@ -28,20 +28,58 @@ from pedidos.storage.models import Base, Estado, Money
 _produtos = Base.metadata.tables["produtos"]
 _clientes = Base.metadata.tables["clientes"]
 _solicitacoes = Base.metadata.tables["solicitacoes"]
-LOCK_PRODUTOS = (
+# Per table, for SQLite: in-process, where a statement costs no round trip.
+_LOCK_PRODUTOS = (
     select(_produtos.c.id, _produtos.c.preco, _produtos.c.estoque)
     .where(_produtos.c.id.in_(bindparam("produto_ids", expanding=True)))
     .order_by(_produtos.c.id)
     .with_for_update()
 )
-LOCK_CLIENTES = (
+_LOCK_CLIENTES = (
     select(_clientes.c.id, _clientes.c.saldo)
     .where(_clientes.c.id.in_(bindparam("cliente_ids", expanding=True)))
     .order_by(_clientes.c.id)
     .with_for_update()
 )
-# Per-row debits, for SQLite: in-process, where a statement per row costs no round trip.
-# Each binds the row (`alvo`), a count (`n`: units or orders) and money (`v`).
+# Both in one round trip (MariaDB/MySQL): produtos first, then clientes. A primary-key IN
+# list is read as ascending ranges, so each table's rows are locked in ascending id order.
+_LOCK_BOTH = text(
+    "(SELECT 'p' AS tabela, id, preco AS valor, estoque FROM produtos"
+    " WHERE id IN :produto_ids FOR UPDATE)"
+    " UNION ALL "
+    "(SELECT 'c', id, saldo, NULL FROM clientes WHERE id IN :cliente_ids FOR UPDATE)"
+).bindparams(bindparam("produto_ids", expanding=True), bindparam("cliente_ids", expanding=True))
+
+
+@dataclass(frozen=True)
+class Locked:
+    """The locked rows: each produto's preco and estoque, each cliente's saldo."""
+
+    produtos: dict[int, tuple[Decimal, int]]
+    saldos: dict[int, Decimal]
+
+
+def lock_rows(session: Session, produto_ids: Sequence[int], cliente_ids: Sequence[int]) -> Locked:
+    """Lock the produtos, then the clientes, by ascending id; return what they hold."""
+    ids = {"produto_ids": list(produto_ids), "cliente_ids": list(cliente_ids)}
+    if not _one_round_trip(session):
+        produtos = session.execute(_LOCK_PRODUTOS, ids).all()
+        clientes = session.execute(_LOCK_CLIENTES, ids).all()
+        return Locked(
+            {row.id: (row.preco, row.estoque) for row in produtos},
+            {row.id: row.saldo for row in clientes},
+        )
+    locked = Locked({}, {})
+    for tabela, row_id, valor, estoque in session.execute(_LOCK_BOTH, ids):
+        if tabela == "p":
+            locked.produtos[row_id] = (valor, estoque)
+        else:
+            locked.saldos[row_id] = valor
+    return locked
+
+
+# Per-row debits, for SQLite. Each binds the row (`alvo`), a count (`n`: units or orders)
+# and money (`v`).
 _DEBIT_PRODUTO = (
     update(_produtos)
     .where(_produtos.c.id == bindparam("alvo"))
@@ -64,51 +102,51 @@ _DEBIT_CLIENTE = (
 Debit = tuple[int, tuple[int, Decimal]]
 
 
-def debit_produtos(session: Session, debits: Sequence[Debit]) -> None:
-    """Take units from produtos and add them to their sales, one statement for them all."""
-    _debit(session, "produtos", _DEBIT_PRODUTO, debits)
-
-
-def debit_clientes(session: Session, debits: Sequence[Debit]) -> None:
-    """Take money from clientes and add it to what they spent, one statement for them all."""
-    _debit(session, "clientes", _DEBIT_CLIENTE, debits)
-
-
-def _debit(session: Session, table: str, per_row: Update, debits: Sequence[Debit]) -> None:
-    if _one_statement_per_table(session):
-        session.execute(_joined_update(table, len(debits)), _joined_params(debits))
-    else:
+def debit(session: Session, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
+    """Take units from produtos and money from clientes, and add both to their sales."""
+    if _one_round_trip(session):
+        session.execute(
+            _paired_update(max(len(produtos), len(clientes))), _paired(produtos, clientes)
+        )
+        return
+    for per_row, debits in ((_DEBIT_PRODUTO, produtos), (_DEBIT_CLIENTE, clientes)):
         session.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
 
 
-def _one_statement_per_table(session: Session) -> bool:
-    # The MySQL drivers send an executemany UPDATE as one round trip per row.
+def _one_round_trip(session: Session) -> bool:
+    # A round trip to a server costs far more than one more statement's text; SQLite has none.
     return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
-_JOINED_SET = {
-    "produtos": "t.estoque = t.estoque - d.n, t.vendidos = t.vendidos + d.n, "
-    "t.receita = t.receita + d.v",
-    "clientes": "t.saldo = t.saldo - d.v, t.compras = t.compras + d.n, t.gasto = t.gasto + d.v",
-}
-
-
 @cache
-def _joined_update(table: str, rows: int) -> TextClause:
-    """UPDATE joined to the batch's rows as a derived table (MariaDB/MySQL syntax)."""
+def _paired_update(rows: int) -> TextClause:
+    """One UPDATE of both tables (MariaDB/MySQL syntax), joined to a derived table whose k-th
+    row carries the k-th produto's debit and the k-th cliente's (NULL past either's end).
+    Every produto and cliente is named once, so each row is updated once."""
     derived = " UNION ALL ".join(
-        f"SELECT :i{k} AS id, :n{k} AS n, :v{k} AS v" if k == 0 else f"SELECT :i{k}, :n{k}, :v{k}"
+        f"SELECT :p{k} AS pid, :pn{k} AS pn, :pv{k} AS pv, :c{k} AS cid, :cn{k} AS cn, :cv{k} AS cv"
+        if k == 0
+        else f"SELECT :p{k}, :pn{k}, :pv{k}, :c{k}, :cn{k}, :cv{k}"
         for k in range(rows)
     )
-    # Values are bound parameters; only the table name and the row count shape the text.
-    joined = f"UPDATE {table} AS t JOIN ({derived}) AS d ON t.id = d.id"  # nosec B608
-    return text(f"{joined} SET {_JOINED_SET[table]}")
+    # Values are bound parameters; only the row count shapes the text.
+    return text(
+        f"UPDATE ({derived}) AS d"  # nosec B608
+        " LEFT JOIN produtos AS t ON t.id = d.pid LEFT JOIN clientes AS u ON u.id = d.cid"
+        " SET t.estoque = t.estoque - d.pn, t.vendidos = t.vendidos + d.pn,"
+        " t.receita = t.receita + d.pv,"
+        " u.saldo = u.saldo - d.cv, u.compras = u.compras + d.cn, u.gasto = u.gasto + d.cv"
+    )
 
 
-def _joined_params(debits: Sequence[Debit]) -> dict[str, Any]:
+def _paired(produtos: Sequence[Debit], clientes: Sequence[Debit]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for k, (i, (n, v)) in enumerate(debits):
-        params |= {f"i{k}": i, f"n{k}": n, f"v{k}": v}
+    for k in range(max(len(produtos), len(clientes))):
+        pid, (pn, pv) = produtos[k] if k < len(produtos) else (None, (None, None))
+        cid, (cn, cv) = clientes[k] if k < len(clientes) else (None, (None, None))
+        params |= {
+            f"p{k}": pid, f"pn{k}": pn, f"pv{k}": pv, f"c{k}": cid, f"cn{k}": cn, f"cv{k}": cv
+        }  # fmt: skip
     return params
 
 

@@ -212,14 +212,15 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
 def lock_stock(session: Session, requests: Sequence[PedidoRequest]) -> Stock:
     """Lock every row the orders touch, in the one order every transaction uses, so that no
     two can wait on each other in a cycle: produtos by ascending id, then clientes."""
-    produto_ids = sorted({item.produto_id for r in requests for item in r.itens})
-    cliente_ids = sorted({request.cliente_id for request in requests})
-    produtos = session.execute(statements.LOCK_PRODUTOS, {"produto_ids": produto_ids}).all()
-    clientes = session.execute(statements.LOCK_CLIENTES, {"cliente_ids": cliente_ids}).all()
+    locked = statements.lock_rows(
+        session,
+        sorted({item.produto_id for r in requests for item in r.itens}),
+        sorted({request.cliente_id for request in requests}),
+    )
     return Stock(
-        precos={row.id: row.preco for row in produtos},
-        estoques={row.id: row.estoque for row in produtos},
-        saldos={row.id: row.saldo for row in clientes},
+        precos={i: preco for i, (preco, _) in locked.produtos.items()},
+        estoques={i: estoque for i, (_, estoque) in locked.produtos.items()},
+        saldos=locked.saldos,
     )
 
 
@@ -250,7 +251,7 @@ def decide(request: PedidoRequest, stock: Stock) -> PedidoPlan | PedidoRejeitado
 
 
 def debit(session: Session, plans: Sequence[PedidoPlan]) -> None:
-    """Take the stock and the money, one statement per table. Parent rows are updated before
+    """Take the stock and the money (one statement on MariaDB). Parent rows are updated before
     the child rows are inserted, so the inserts' foreign-key checks never need to upgrade a
     shared lock."""
     if not plans:
@@ -263,8 +264,7 @@ def debit(session: Session, plans: Sequence[PedidoPlan]) -> None:
             produtos[item.produto_id] = (unidades + item.quantidade, receita + item.subtotal)
         compras, gasto = clientes.get(plan.cliente_id, (0, ZERO))
         clientes[plan.cliente_id] = (compras + 1, gasto + plan.total)
-    statements.debit_produtos(session, sorted(produtos.items()))
-    statements.debit_clientes(session, sorted(clientes.items()))
+    statements.debit(session, sorted(produtos.items()), sorted(clientes.items()))
 
 
 def record(
