@@ -66,3 +66,31 @@ def test_a_connection_reused_at_once_is_not_pinged(
         assert seen == []
     finally:
         engine.dispose()
+
+
+def test_a_connection_goes_back_without_a_rollback_and_without_its_open_work(
+    mariadb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(mariadb_url, pool_size=1)
+    try:
+        connection_id(engine)  # the first connect's own setup ends in a rollback
+        rollbacks: list[object] = []
+        rollback = engine.dialect.do_rollback
+
+        def counting(dbapi_connection: object) -> None:
+            rollbacks.append(dbapi_connection)
+            rollback(dbapi_connection)
+
+        monkeypatch.setattr(engine.dialect, "do_rollback", counting)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TEMPORARY TABLE marca (n INT)"))
+            connection.execute(text("INSERT INTO marca VALUES (1)"))
+        assert rollbacks == []  # committed: nothing left to reset
+        with engine.connect() as connection:  # the same pooled connection, left mid-work
+            connection.execute(text("INSERT INTO marca VALUES (2)"))
+        assert len(rollbacks) == 1  # the Connection rolled its own work back
+        with engine.connect() as connection:
+            kept = connection.execute(text("SELECT n FROM marca")).scalars().all()
+        assert kept == [1]
+    finally:
+        engine.dispose()

@@ -75,6 +75,9 @@ def make_server_engine(url: URL, pool_size: int, pool_timeout: float, session_sq
         max_overflow=0,
         pool_timeout=pool_timeout,
         pool_recycle=POOL_RECYCLE_SECONDS,
+        # No ROLLBACK round trip when a connection goes back: every use is a SQLAlchemy
+        # Connection, which ends its own transaction first (commit, or rollback on close).
+        pool_reset_on_return=None,
     )
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
