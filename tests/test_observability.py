@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pedidos.logs import JsonFormatter
 from pedidos.storage.engine import upgrade_schema
 from pedidos.tracing import request_id
+from pedidos.web.tracing import new_request_id
 from tests.helpers import Store, order_body
 
 
@@ -87,6 +88,22 @@ def test_unsafe_request_ids_are_replaced(app: Flask) -> None:
         response = app.test_client().get("/healthz", headers={"X-Request-Id": offered})
         echoed = response.headers["X-Request-Id"]
         assert echoed != offered and len(echoed) == 32 and echoed.isalnum()
+
+
+def test_made_request_ids_are_unique_also_across_a_fork() -> None:
+    made = {new_request_id() for _ in range(10_000)}
+    assert len(made) == 10_000
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports the id it makes next, then leaves at once
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    in_child = os.read(reader, 64).decode()
+    os.close(reader)
+    mine = new_request_id()
+    assert len(in_child) == 32 and in_child[:20] != mine[:20]
 
 
 def test_json_log_lines_carry_fields_and_the_context_request_id() -> None:

@@ -16,6 +16,8 @@ from pedidos.config import LogFormat
 from pedidos.tracing import request_id
 
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# One encoder for every line: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 def _request_id_of(record: logging.LogRecord) -> str | None:
@@ -41,7 +43,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
