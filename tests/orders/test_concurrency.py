@@ -135,13 +135,14 @@ def test_failure_between_debit_and_insert_leaves_nothing_behind(
     produto = store.produto("2.50", 1000)
 
     def crash_after_debit(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
-        stock = lock_stock(session, requests)
+        db = session.connection()
+        stock = lock_stock(db, requests)
         decided = [decide(request, stock) for request in requests]
         plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
-        debit(session, plans)
+        debit(db, plans)
         if any(plan.cliente_id == victim for plan in plans):
             raise RuntimeError("injected crash between the debit and the insert")
-        return record(session, requests, decided)
+        return record(db, requests, decided)
 
     requests = [order_request(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
     before = store.ledger()

@@ -67,7 +67,7 @@ def _naive(
         session.execute(
             update(Cliente).where(Cliente.id == cliente_id).values(saldo=stock.saldos[cliente_id])
         )
-    return record(session, requests, decided)
+    return record(session.connection(), requests, decided)
 
 
 naive_read_modify_write = make_naive(think_seconds=0.01)

@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, bindparam, func, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from pedidos.storage.models import SHARDS, Base, Contador, Estado, Money, Solicitacao, money_sum
@@ -28,14 +28,14 @@ _COUNT_ORDERS = (
 
 
 def count_outcomes(
-    session: Session, *, concluidos: int, rejeitados: int, unidades: int, receita: Decimal
+    db: Connection, *, concluidos: int, rejeitados: int, unidades: int, receita: Decimal
 ) -> None:
     """Add the outcomes of a transaction's orders to a random shard, in one statement.
 
     Take this lock last in a transaction: it is the only counter row the transaction
     touches, so it cannot take part in a lock cycle.
     """
-    session.execute(
+    db.execute(
         _COUNT_ORDERS,
         {
             "alvo": _shards.randrange(SHARDS),

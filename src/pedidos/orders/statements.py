@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     Integer,
     Select,
     Table,
@@ -21,7 +22,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session
 
 from pedidos.storage.models import Base, Estado, Money
 
@@ -59,18 +59,18 @@ class Locked:
     saldos: dict[int, Decimal]
 
 
-def lock_rows(session: Session, produto_ids: Sequence[int], cliente_ids: Sequence[int]) -> Locked:
+def lock_rows(db: Connection, produto_ids: Sequence[int], cliente_ids: Sequence[int]) -> Locked:
     """Lock the produtos, then the clientes, by ascending id; return what they hold."""
     ids = {"produto_ids": list(produto_ids), "cliente_ids": list(cliente_ids)}
-    if not _one_round_trip(session):
-        produtos = session.execute(_LOCK_PRODUTOS, ids).all()
-        clientes = session.execute(_LOCK_CLIENTES, ids).all()
+    if not _one_round_trip(db):
+        produtos = db.execute(_LOCK_PRODUTOS, ids).all()
+        clientes = db.execute(_LOCK_CLIENTES, ids).all()
         return Locked(
             {row.id: (row.preco, row.estoque) for row in produtos},
             {row.id: row.saldo for row in clientes},
         )
     locked = Locked({}, {})
-    for tabela, row_id, valor, estoque in session.execute(_LOCK_BOTH, ids):
+    for tabela, row_id, valor, estoque in db.execute(_LOCK_BOTH, ids):
         if tabela == "p":
             locked.produtos[row_id] = (valor, estoque)
         else:
@@ -102,20 +102,18 @@ _DEBIT_CLIENTE = (
 Debit = tuple[int, tuple[int, Decimal]]
 
 
-def debit(session: Session, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
+def debit(db: Connection, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
     """Take units from produtos and money from clientes, and add both to their sales."""
-    if _one_round_trip(session):
-        session.execute(
-            _paired_update(max(len(produtos), len(clientes))), _paired(produtos, clientes)
-        )
+    if _one_round_trip(db):
+        db.execute(_paired_update(max(len(produtos), len(clientes))), _paired(produtos, clientes))
         return
     for per_row, debits in ((_DEBIT_PRODUTO, produtos), (_DEBIT_CLIENTE, clientes)):
-        session.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+        db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
 
 
-def _one_round_trip(session: Session) -> bool:
+def _one_round_trip(db: Connection) -> bool:
     # A round trip to a server costs far more than one more statement's text; SQLite has none.
-    return session.get_bind().dialect.name in ("mysql", "mariadb")
+    return db.dialect.name in ("mysql", "mariadb")
 
 
 @cache
