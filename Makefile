@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install wrk bench-http chromium screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean cluster-up cluster-down cluster-status cluster-test cluster-bench
+.PHONY: install wrk bench-http chromium haproxy screenshot run test faults lint typecheck check format bench bench-reads bench-soak bench-soak-http bench-wrk simulate audit clean cluster-up cluster-down cluster-status cluster-test cluster-bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is not installed and cannot be installed here: browser tests will skip"
 
+## Debian's HAProxy, the buffering proxy that the slow-client fault tests put in front.
+haproxy:
+	@command -v haproxy >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; } || \
+		echo "haproxy is not installed and cannot be installed here"
+
 ## The test suite on SQLite and MariaDB, browser tests included (MariaDB and browser tests skip
 ## locally when they cannot run, and fail under CI=true). Fault injection is `make faults`.
 test: install chromium
@@ -44,7 +50,7 @@ screenshot: install chromium
 
 ## Fault injection on MariaDB (kill -9, database restart, killed connections, floods...): about
 ## 5 minutes. A complete, passing run rewrites docs/guarantees.md from its figures.
-faults: install
+faults: install haproxy
 	PEDIDOS_FAULTS_RESULTS=1 $(BIN)/pytest -m faults tests/faults
 	$(BIN)/python benchmarks/guarantees.py
 

@@ -22,7 +22,7 @@ from pedidos.orders.transaction import (
     Work,
     random_pedido_request,
 )
-from pedidos.storage.engine import mysql_code
+from pedidos.storage.engine import mysql_code, skip_ping
 from pedidos.storage.models import Estado
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,20 @@ def run_batch(
 ) -> BatchOutcome:
     """Run the jobs in one transaction. A transient error retries the whole batch from fresh
     reads; anything else (or retries running out) runs each job on its own, so that one bad
-    order cannot fail the others."""
+    order cannot fail the others.
+
+    A lost connection is one of those transient errors, so the batch's checkouts skip the
+    pool's liveness ping: a round trip saved on every batch."""
+    token = skip_ping.set(True)
+    try:
+        return _run_with_retries(sessions, work, jobs, max_retries)
+    finally:
+        skip_ping.reset(token)
+
+
+def _run_with_retries(
+    sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job], max_retries: int
+) -> BatchOutcome:
     retries: list[str] = []
     failure: Exception
     while True:
@@ -129,7 +142,7 @@ def run_batch(
             log.error("order failed unexpectedly", exc_info=failure)
         return BatchOutcome([failure], tuple(retries))
     log.warning("batch of %d failed (%s); running its orders one by one", len(jobs), failure)
-    alone = [run_batch(sessions, work, [job], max_retries) for job in jobs]
+    alone = [_run_with_retries(sessions, work, [job], max_retries) for job in jobs]
     return BatchOutcome(
         [one.outcomes[0] for one in alone],
         tuple(retries) + tuple(code for one in alone for code in one.retries),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from importlib.util import find_spec
@@ -18,16 +18,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
 
 # Below MariaDB's default wait_timeout (8 h) and any proxy idle cut-off we are likely to meet.
 POOL_RECYCLE_SECONDS = 1800
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
-# A connection back in the pool for less than this is taken without a ping: under load every
-# checkout would otherwise cost a round trip. One that died meanwhile still fails safely: an
-# order batch retries on a fresh connection, and the pool drops every connection it holds at
-# the first disconnect it sees.
-PING_AFTER_IDLE_SECONDS = 1.0
+# Every checkout pings the connection first (one round trip), so that a dead one is replaced
+# before anyone uses it; except where the caller retries on a lost connection anyway (order
+# batches) and sets this for the checkouts it makes.
+skip_ping: ContextVar[bool] = ContextVar("skip_ping", default=False)
 READ_ONLY_OPTION = "pedidos_read_only"
 
 
@@ -81,14 +79,9 @@ def make_server_engine(url: URL, pool_size: int, pool_timeout: float, session_sq
     )
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info["returned"] = time.monotonic()
-
     @event.listens_for(engine, "checkout")
-    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
-        returned = record.info.get("returned")  # None: connected just now
-        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
+    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if skip_ping.get():
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
