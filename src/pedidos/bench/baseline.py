@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from pedidos.orders.statements import Stock
 from pedidos.orders.transaction import (
     PedidoPlan,
     PedidoRequest,
     Settled,
-    Stock,
     Work,
     decide,
     record,

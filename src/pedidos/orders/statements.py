@@ -51,31 +51,35 @@ _LOCK_BOTH = text(
 ).bindparams(bindparam("produto_ids", expanding=True), bindparam("cliente_ids", expanding=True))
 
 
-@dataclass(frozen=True)
-class Locked:
-    """The locked rows: each produto's preco and estoque, each cliente's saldo."""
+@dataclass
+class Stock:
+    """What the locked rows hold: each produto's preco and estoque, each cliente's saldo.
+    The order transaction takes from them as it decides each order."""
 
-    produtos: dict[int, tuple[Decimal, int]]
+    precos: dict[int, Decimal]
+    estoques: dict[int, int]
     saldos: dict[int, Decimal]
 
 
-def lock_rows(db: Connection, produto_ids: Sequence[int], cliente_ids: Sequence[int]) -> Locked:
+def lock_rows(db: Connection, produto_ids: Sequence[int], cliente_ids: Sequence[int]) -> Stock:
     """Lock the produtos, then the clientes, by ascending id; return what they hold."""
     ids = {"produto_ids": list(produto_ids), "cliente_ids": list(cliente_ids)}
     if not _one_round_trip(db):
         produtos = db.execute(_LOCK_PRODUTOS, ids).all()
         clientes = db.execute(_LOCK_CLIENTES, ids).all()
-        return Locked(
-            {row.id: (row.preco, row.estoque) for row in produtos},
-            {row.id: row.saldo for row in clientes},
+        return Stock(
+            precos={row.id: row.preco for row in produtos},
+            estoques={row.id: row.estoque for row in produtos},
+            saldos={row.id: row.saldo for row in clientes},
         )
-    locked = Locked({}, {})
+    stock = Stock({}, {}, {})
     for tabela, row_id, valor, estoque in db.execute(_LOCK_BOTH, ids):
         if tabela == "p":
-            locked.produtos[row_id] = (valor, estoque)
+            stock.precos[row_id] = valor
+            stock.estoques[row_id] = estoque
         else:
-            locked.saldos[row_id] = valor
-    return locked
+            stock.saldos[row_id] = valor
+    return stock
 
 
 # Per-row debits, for SQLite. Each binds the row (`alvo`), a count (`n`: units or orders)

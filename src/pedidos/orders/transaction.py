@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from pedidos.orders import statements
 from pedidos.orders.contadores import count_outcomes
+from pedidos.orders.statements import Stock
 from pedidos.storage.models import (
     CENT,
     Estado,
@@ -183,15 +184,6 @@ class PedidoPlan:
     total: Decimal
 
 
-@dataclass
-class Stock:
-    """The rows the orders are checked against, less what the orders before took."""
-
-    precos: dict[int, Decimal]
-    estoques: dict[int, int]
-    saldos: dict[int, Decimal]
-
-
 def place_pedidos(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
     """Run orders in the caller's open transaction, each all or nothing; a lone order is a
     list of one. Each order is decided in arrival order against what the ones before it
@@ -216,15 +208,10 @@ def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
 def lock_stock(db: Connection, requests: Sequence[PedidoRequest]) -> Stock:
     """Lock every row the orders touch, in the one order every transaction uses, so that no
     two can wait on each other in a cycle: produtos by ascending id, then clientes."""
-    locked = statements.lock_rows(
+    return statements.lock_rows(
         db,
         sorted({item.produto_id for r in requests for item in r.itens}),
         sorted({request.cliente_id for request in requests}),
-    )
-    return Stock(
-        precos={i: preco for i, (preco, _) in locked.produtos.items()},
-        estoques={i: estoque for i, (_, estoque) in locked.produtos.items()},
-        saldos=locked.saldos,
     )
 
 
