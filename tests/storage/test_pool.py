@@ -61,9 +61,21 @@ def test_a_checkout_pings_and_replaces_a_dead_connection(
     first = connection_id(engine)
     pings = counted(engine, "do_ping", monkeypatch)
     kill(other, first)
-    # The pool holds one connection, now dead: the ping finds out and a new one serves.
+    # The pool holds one connection, now dead: the ping finds out and a new one serves,
+    # not pinged again (a connection made for a checkout is alive).
     assert connection_id(engine) != first
-    assert len(pings) >= 1
+    assert len(pings) == 1
+
+
+def test_a_connection_made_for_a_checkout_is_not_pinged(
+    engines: tuple[Engine, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = engines
+    pings = counted(engine, "do_ping", monkeypatch)
+    first = connection_id(engine)
+    assert pings == []
+    assert connection_id(engine) == first  # reused: pinged this time
+    assert len(pings) == 1
 
 
 def test_an_order_batch_skips_the_ping_and_retries_on_a_dead_connection(

@@ -26,6 +26,7 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 # before anyone uses it; except where the caller retries on a lost connection anyway (order
 # batches) and sets this for the checkouts it makes.
 skip_ping: ContextVar[bool] = ContextVar("skip_ping", default=False)
+_FRESH = "pedidos_fresh"  # set on a pooled connection's record until its first checkout
 READ_ONLY_OPTION = "pedidos_read_only"
 
 
@@ -80,8 +81,10 @@ def make_server_engine(url: URL, pool_size: int, pool_timeout: float, session_sq
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
     @event.listens_for(engine, "checkout")
-    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        if skip_ping.get():
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        # A connection made for this checkout is alive: pinging it again could only fail
+        # where using it fails too, and would have the pool reconnect in a loop.
+        if record.info.pop(_FRESH, False) or skip_ping.get():
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
@@ -89,10 +92,11 @@ def make_server_engine(url: URL, pool_size: int, pool_timeout: float, session_sq
             raise DisconnectionError() from error  # the pool connects afresh and checks out
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(session_sql)
         cursor.close()
+        record.info[_FRESH] = True
 
     return engine
 
