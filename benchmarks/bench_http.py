@@ -6,6 +6,7 @@ commits. wrk (Debian package `wrk`) drives each server for --seconds at --connec
 short warm-up. Committed orders are counted in the database, not from 2xx answers.
 
     .venv/bin/python benchmarks/bench_http.py --database pedidos_bench
+    .venv/bin/python benchmarks/bench_http.py --rounds 3     # medians on a noisy machine
     make bench-http BENCH_ARGS="--seconds 5 --scenarios spread"
 """
 
@@ -18,6 +19,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -262,22 +264,41 @@ def measure(
     )
 
 
-def ratio(cell: Cell, cells: list[Cell], server: str) -> str:
+def ratio(cell: Cell, cells: list[Cell], server: str) -> float | None:
+    """`cell` over the peer of its scenario on `server`, both from one round."""
     peers = [c for c in cells if c.app == "peer" and c.server == server]
     peers = [c for c in peers if c.scenario == cell.scenario and c.committed_per_s > 0]
     if cell.app == "peer" or not peers:
+        return None
+    return cell.committed_per_s / peers[0].committed_per_s
+
+
+def ratios(key: Cell, rounds: list[list[Cell]], server: str) -> str:
+    """The ratio in each round, as median (lowest to highest) when there are several."""
+    found = [ratio(same(key, cells), cells, server) for cells in rounds]
+    values = sorted(r for r in found if r is not None)
+    if not values:
         return ""
-    return f"{cell.committed_per_s / peers[0].committed_per_s:.2f}x"
+    if len(values) == 1:
+        return f"{values[0]:.2f}x"
+    return f"{statistics.median(values):.2f}x ({values[0]:.2f} to {values[-1]:.2f})"
 
 
-def table(cells: list[Cell]) -> str:
-    """One Markdown table: each Pedidos row against the peer on its own server and gunicorn."""
+def same(key: Cell, cells: list[Cell]) -> Cell:
+    return next(
+        c for c in cells if (c.server, c.app, c.scenario) == (key.server, key.app, key.scenario)
+    )
+
+
+def table(rounds: list[list[Cell]]) -> str:
+    """One Markdown table: each Pedidos row against the peer on its own server and gunicorn.
+    With several rounds, each figure is the median over the rounds."""
     lines = [
         "| server | app | scenario | committed/s | p50 ms | p99 ms | non-2xx | socket errors"
         " | / peer, same server | / peer, gunicorn |",
         "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for c in cells:
+    for c in rounds[0]:
         label = "granian (`pedidos serve --production`)" if c.server == "granian" else c.server
         if c.server == "granian" and c.app == "peer":
             label = "granian 2 workers x 16"
@@ -285,10 +306,16 @@ def table(cells: list[Cell]) -> str:
             label = "gunicorn gthread 2 x 16"
         elif c.server == "gunicorn":
             label = "gunicorn gthread 2 x 64 (`gunicorn.conf.py`)"
+        each = [same(c, cells) for cells in rounds]
+        committed = statistics.median(e.committed_per_s for e in each)
+        p50 = statistics.median(e.p50_ms for e in each)
+        p99 = statistics.median(e.p99_ms for e in each)
+        non_2xx = sum(e.non_2xx for e in each)
+        errors = sum(e.socket_errors for e in each)
         lines.append(
-            f"| {label} | {c.app} | {c.scenario} | {c.committed_per_s:,.0f} | {c.p50_ms:.1f}"
-            f" | {c.p99_ms:.1f} | {c.non_2xx} | {c.socket_errors}"
-            f" | {ratio(c, cells, c.server)} | {ratio(c, cells, 'gunicorn')} |"
+            f"| {label} | {c.app} | {c.scenario} | {committed:,.0f} | {p50:.1f} | {p99:.1f}"
+            f" | {non_2xx} | {errors} | {ratios(c, rounds, c.server)}"
+            f" | {ratios(c, rounds, 'gunicorn')} |"
         )
     return "\n".join(lines)
 
@@ -318,26 +345,40 @@ def main(argv: list[str] | None = None) -> int:
         help="Pedidos' MariaDB drivers to measure [default: what mysql:// picks here];"
         " the peer always runs PyMySQL",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every cell this many times, the apps in turn first and last; the table"
+        " shows medians, and each ratio's median and range over the rounds",
+    )
     parser.add_argument("--json", type=Path, help="also write the cells here")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
-    cells: list[Cell] = []
-    for scenario in args.scenarios:
-        for server in args.servers:
-            for app in args.apps:
-                for driver in args.drivers if app == "pedidos" else ["pymysql"]:
-                    cell = measure(server, app, scenario, driver, args.database, args)
-                    print(json.dumps(asdict(cell)), file=sys.stderr)
-                    cells.append(cell)
+    rounds: list[list[Cell]] = []
+    for number in range(max(1, args.rounds)):
+        # A drifting machine favours whichever app runs second: swap them every round.
+        apps = args.apps if number % 2 == 0 else args.apps[::-1]
+        cells: list[Cell] = []
+        for scenario in args.scenarios:
+            for server in args.servers:
+                for app in apps:
+                    for driver in args.drivers if app == "pedidos" else ["pymysql"]:
+                        cell = measure(server, app, scenario, driver, args.database, args)
+                        print(json.dumps({"round": number, **asdict(cell)}), file=sys.stderr)
+                        cells.append(cell)
+        rounds.append(cells)
     print(
-        f"{args.connections} connections, {args.seconds} s each, {CLIENTES:,} clientes and "
-        f"{PRODUTOS:,} produtos, MariaDB on this machine ({os.cpu_count()} cores)\n"
+        f"{args.connections} connections, {args.seconds} s each, {len(rounds)} round(s), "
+        f"{CLIENTES:,} clientes and {PRODUTOS:,} produtos, MariaDB on this machine "
+        f"({os.cpu_count()} cores)\n"
     )
-    print(table(cells))
+    print(table(rounds))
     if args.json:
-        args.json.write_text(json.dumps([asdict(c) for c in cells], indent=2) + "\n")
+        every = [{"round": n, **asdict(c)} for n, cells in enumerate(rounds) for c in cells]
+        args.json.write_text(json.dumps(every, indent=2) + "\n")
     return 0
 
 
