@@ -3,39 +3,25 @@ even on a catalogue small enough that the optimizer would rather scan it whole."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
 from pedidos.orders.statements import lock_rows
-from pedidos.sim.seed import reset
-from pedidos.storage.engine import make_engine, make_sessions
 from tests.helpers import Store
 
-pytestmark = pytest.mark.mariadb
 
-
-@pytest.fixture
-def mariadb(mariadb_url: str) -> Iterator[Engine]:
-    engine = make_engine(mariadb_url, pool_size=4)
-    reset(engine)
-    yield engine
-    engine.dispose()
-
-
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 def test_the_locking_read_locks_only_the_rows_asked_for_on_a_small_catalogue(
-    mariadb: Engine,
+    engine: Engine, store: Store
 ) -> None:
-    store = Store(make_sessions(mariadb))
     produtos = [store.produto("1.00", 10) for _ in range(50)]
     clientes = [store.cliente("10.00") for _ in range(50)]
     asked, other = produtos[:30], produtos[-1]
-    with mariadb.begin() as holder:
+    with engine.begin() as holder:
         stock = lock_rows(holder, asked, clientes[:30])
         assert sorted(stock.precos) == asked and sorted(stock.saldos) == clientes[:30]
-        with mariadb.begin() as second:
+        with engine.begin() as second:
             # NOWAIT fails at once on a row the first transaction locked.
             found = second.execute(
                 text("SELECT id FROM produtos WHERE id = :id FOR UPDATE NOWAIT"), {"id": other}
