@@ -223,9 +223,9 @@ def test_the_readme_draws_the_order_path_with_real_names() -> None:
         ("orders/transaction.py", "place_pedidos"),
         ("orders/transaction.py", "lock_stock"),
         ("orders/transaction.py", "decide"),
-        ("orders/transaction.py", "debit"),
-        ("orders/transaction.py", "record"),
-        ("orders/contadores.py", "count_outcomes"),
+        ("orders/transaction.py", "settle"),
+        ("orders/statements.py", "lock_rows"),
+        ("orders/statements.py", "write"),
     } <= set(named)
 
 

@@ -21,17 +21,12 @@ from pedidos.orders.invariants import missing_pedidos, violations
 from pedidos.orders.processor import PedidoProcessor
 from pedidos.orders.transaction import (
     ItemRequest,
-    PedidoPlan,
     PedidoRejeitado,
     PedidoRequest,
     PedidoResult,
     SaldoInsuficiente,
     Settled,
-    debit,
-    decide,
-    lock_stock,
     place_pedidos,
-    record,
 )
 from pedidos.storage.models import Produto
 from tests.helpers import (
@@ -127,27 +122,23 @@ def test_poor_cliente_never_goes_negative(
     assert store.estoque(produto) == 995
 
 
-def test_failure_between_debit_and_insert_leaves_nothing_behind(
+def test_failure_after_the_writes_before_commit_leaves_nothing_behind(
     store: Store, make_processor: MakeProcessor
 ) -> None:
     victim = store.cliente("500.00")
     others = [store.cliente("500.00") for _ in range(3)]
     produto = store.produto("2.50", 1000)
 
-    def crash_after_debit(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
-        db = session.connection()
-        stock = lock_stock(db, requests)
-        decided = [decide(request, stock) for request in requests]
-        plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
-        debit(db, plans)
-        if any(plan.cliente_id == victim for plan in plans):
-            raise RuntimeError("injected crash between the debit and the insert")
-        return record(db, requests, decided)
+    def crash_after_writes(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        settled = place_pedidos(session, requests)
+        if any(isinstance(o, PedidoResult) and o.cliente_id == victim for o in settled):
+            raise RuntimeError("injected crash after the debits and inserts, before COMMIT")
+        return settled
 
     requests = [order_request(victim if i % 4 == 0 else others[i % 3], produto) for i in range(24)]
     before = store.ledger()
 
-    outcomes = submit_together(make_processor(work=crash_after_debit), requests)
+    outcomes = submit_together(make_processor(work=crash_after_writes), requests)
 
     crashed = [o for o in outcomes if isinstance(o, RuntimeError)]
     committed = [o for o in outcomes if isinstance(o, PedidoResult)]

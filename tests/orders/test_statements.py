@@ -1,14 +1,22 @@
 """The order path's statements on MariaDB: the locking read takes only the rows asked for,
-even on a catalogue small enough that the optimizer would rather scan it whole."""
+even on a catalogue small enough that the optimizer would rather scan it whole; the writes
+go in one statement, whose failure anywhere is raised and undone with its transaction."""
 
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
+from collections.abc import Iterator
+from decimal import Decimal
 
-from pedidos.orders.statements import lock_rows
-from tests.helpers import Store
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from pedidos.orders.invariants import violations
+from pedidos.orders.statements import NEW_SOLICITACOES, Outcomes, Writes, lock_rows, write
+from pedidos.orders.transaction import PedidoResult, SaldoInsuficiente, place_pedidos
+from pedidos.storage.engine import make_engine, make_sessions
+from pedidos.storage.models import utc_now
+from tests.helpers import Store, order_request
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
@@ -32,3 +40,70 @@ def test_the_locking_read_locks_only_the_rows_asked_for_on_a_small_catalogue(
                     text("SELECT id FROM produtos WHERE id = :id FOR UPDATE NOWAIT"),
                     {"id": asked[0]},
                 )
+
+
+@pytest.fixture(params=["pymysql", "mysqldb"])
+def driver_engine(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Engine]:
+    """The test's MariaDB database through each driver the service can run on."""
+    url = engine.url.set(drivername=f"mysql+{request.param}")
+    other = make_engine(url.render_as_string(hide_password=False))
+    yield other
+    other.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_batch_writes_everything_in_one_statement_after_its_reads(
+    driver_engine: Engine, store: Store
+) -> None:
+    produto = store.produto("2.50", 10)
+    rico, pobre = store.cliente("100.00"), store.cliente("1.00")
+    before = store.ledger()
+    sent: list[str] = []
+    event.listen(driver_engine, "before_cursor_execute", lambda *args: sent.append(args[2]))
+    requests = [
+        order_request(rico, produto, 2),
+        order_request(pobre, produto, 1),
+        order_request(rico, produto, 3),
+    ]
+
+    with make_sessions(driver_engine).begin() as session:
+        outcomes = place_pedidos(session, requests)
+
+    # The locking read, the request rows (their ids are the pedidos'), then one write.
+    assert len(sent) == 3, sent
+    assert sent[2].startswith("BEGIN NOT ATOMIC")
+    assert [type(o) for o in outcomes] == [PedidoResult, SaldoInsuficiente, PedidoResult]
+    assert store.estoque(produto) == 5
+    assert store.saldo(rico) == Decimal("87.50")
+    assert store.saldo(pobre) == Decimal("1.00")
+    assert violations(before, store.ledger()) == []
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_a_failure_inside_the_one_write_raises_and_its_earlier_statements_roll_back(
+    driver_engine: Engine, store: Store
+) -> None:
+    produto, cliente = store.produto("2.00", 10), store.cliente("10.00")
+    before = store.ledger()
+    with driver_engine.connect() as db:
+        db.begin()
+        pedido = db.execute(NEW_SOLICITACOES, [{"estado": "CONCLUIDO"}]).scalar_one()
+        # The debit runs first in the compound statement; the item naming a produto that
+        # does not exist fails its foreign key two statements later.
+        broken = Writes(
+            agora=utc_now(),
+            produtos=[(produto, (1, Decimal("2.00")))],
+            clientes=[(cliente, (1, Decimal("2.00")))],
+            concluded=[],
+            rejected=[],
+            pedidos=[(pedido, cliente, Decimal("2.00"))],
+            itens=[(pedido, produto + 1000, 1, Decimal("2.00"))],
+            outcomes=Outcomes(concluidos=1, rejeitados=0, unidades=1, receita=Decimal("2.00")),
+        )
+        with pytest.raises(IntegrityError):
+            write(db, broken)
+        db.rollback()
+
+    assert store.estoque(produto) == 10
+    assert store.saldo(cliente) == Decimal("10.00")
+    assert violations(before, store.ledger()) == []

@@ -6,57 +6,31 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Connection, bindparam, func, select, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from pedidos.storage.models import SHARDS, Base, Contador, Estado, Money, Solicitacao, money_sum
+from pedidos.storage.models import SHARDS, Base, Contador, Estado, Solicitacao, money_sum
 
 _contadores = Base.metadata.tables["contadores"]
 # Its own generator: picking a shard never touches the global random state.
 _shards = random.Random()
-_OF_SHARD = _contadores.c.shard == bindparam("alvo")
-_COUNT_ORDERS = (
-    update(_contadores)
-    .where(_OF_SHARD)
-    .values(
-        concluidos=_contadores.c.concluidos + bindparam("concluidos", type_=BigInteger()),
-        rejeitados=_contadores.c.rejeitados + bindparam("rejeitados", type_=BigInteger()),
-        unidades=_contadores.c.unidades + bindparam("unidades", type_=BigInteger()),
-        receita=_contadores.c.receita + bindparam("receita", type_=Money(18)),
-    )
-)
 
 
-def count_outcomes(
-    db: Connection, *, concluidos: int, rejeitados: int, unidades: int, receita: Decimal
-) -> None:
-    """Add the outcomes of a transaction's orders to a random shard, in one statement.
-
-    Take this lock last in a transaction: it is the only counter row the transaction
-    touches, so it cannot take part in a lock cycle.
-    """
-    db.execute(
-        _COUNT_ORDERS,
-        {
-            "alvo": _shards.randrange(SHARDS),
-            "concluidos": concluidos,
-            "rejeitados": rejeitados,
-            "unidades": unidades,
-            "receita": receita,
-        },
-    )
+def pick_shard() -> int:
+    """A random counter shard: concurrent transactions rarely pick the same row."""
+    return _shards.randrange(SHARDS)
 
 
 _COUNT_ERRORS = (
     update(_contadores)
-    .where(_OF_SHARD)
+    .where(_contadores.c.shard == bindparam("alvo"))
     .values(erros=_contadores.c.erros + bindparam("erros", type_=BigInteger()))
 )
 
 
 def count_errors(session: Session, erros: int) -> None:
     """Add requests settled as ERRO to a random shard (last lock of the transaction)."""
-    session.execute(_COUNT_ERRORS, {"alvo": _shards.randrange(SHARDS), "erros": erros})
+    session.execute(_COUNT_ERRORS, {"alvo": pick_shard(), "erros": erros})
 
 
 @dataclass(frozen=True)

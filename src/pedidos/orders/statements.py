@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -14,7 +14,6 @@ from sqlalchemy import (
     Integer,
     Select,
     Table,
-    TextClause,
     bindparam,
     func,
     insert,
@@ -23,11 +22,13 @@ from sqlalchemy import (
     update,
 )
 
+from pedidos.orders.contadores import pick_shard
 from pedidos.storage.models import Base, Estado, Money
 
 _produtos = Base.metadata.tables["produtos"]
 _clientes = Base.metadata.tables["clientes"]
 _solicitacoes = Base.metadata.tables["solicitacoes"]
+_contadores = Base.metadata.tables["contadores"]
 # Per table, for SQLite: in-process, where a statement costs no round trip.
 _LOCK_PRODUTOS = (
     select(_produtos.c.id, _produtos.c.preco, _produtos.c.estoque)
@@ -105,17 +106,82 @@ _DEBIT_CLIENTE = (
         gasto=_clientes.c.gasto + bindparam("v", type_=Money(18)),
     )
 )
+_COUNT_OUTCOMES = (
+    update(_contadores)
+    .where(_contadores.c.shard == bindparam("alvo"))
+    .values(
+        concluidos=_contadores.c.concluidos + bindparam("concluidos", type_=BigInteger()),
+        rejeitados=_contadores.c.rejeitados + bindparam("rejeitados", type_=BigInteger()),
+        unidades=_contadores.c.unidades + bindparam("unidades", type_=BigInteger()),
+        receita=_contadores.c.receita + bindparam("receita", type_=Money(18)),
+    )
+)
 # (produto id, (units, receita)) and (cliente id, (orders, money)).
 Debit = tuple[int, tuple[int, Decimal]]
 
 
-def debit(db: Connection, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
-    """Take units from produtos and money from clientes, and add both to their sales."""
-    if _one_round_trip(db):
-        db.execute(_paired_update(max(len(produtos), len(clientes))), _paired(produtos, clientes))
+@dataclass(frozen=True)
+class Outcomes:
+    """What one transaction's orders add to a shard of the running totals."""
+
+    concluidos: int
+    rejeitados: int
+    unidades: int
+    receita: Decimal
+
+
+@dataclass(frozen=True)
+class Writes:
+    """Everything a batch writes once its orders are decided (ids already drawn)."""
+
+    agora: datetime
+    produtos: Sequence[Debit]  # ascending id
+    clientes: Sequence[Debit]  # ascending id
+    concluded: Sequence[int]  # recorded requests whose order commits
+    rejected: Sequence[tuple[int, str]]  # recorded requests rejected: (id, motivo as JSON)
+    pedidos: Sequence[tuple[int, int, Decimal]]  # (id, cliente_id, total)
+    itens: Sequence[tuple[int, int, int, Decimal]]  # (pedido_id, produto_id, quantidade, preco)
+    outcomes: Outcomes
+
+
+def write(db: Connection, writes: Writes) -> None:
+    """Debit the parent rows, then settle the request rows, insert the pedidos and their
+    itens, and add to the counters last. The parents come first so that the inserts'
+    foreign-key checks never need to upgrade a shared lock; the counter shard comes last,
+    as the only row of its kind a transaction locks, so it cannot take part in a cycle.
+
+    On MariaDB all of it is one compound statement, so one round trip: under load a round
+    trip costs the order worker a wait for the interpreter, far more than the server's work.
+    """
+    shard = pick_shard()
+    if _compound(db):
+        sql, params = _script(writes, shard)
+        db.exec_driver_sql(sql, tuple(params))
         return
-    for per_row, debits in ((_DEBIT_PRODUTO, produtos), (_DEBIT_CLIENTE, clientes)):
-        db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+    _debit(db, writes.produtos, writes.clientes)
+    if writes.concluded:
+        db.execute(CONCLUDE_SOLICITACOES, {"ids": list(writes.concluded), "agora": writes.agora})
+    if writes.rejected:
+        db.execute(
+            REJECT_SOLICITACAO,
+            [{"solicitacao": i, "motivo": m, "agora": writes.agora} for i, m in writes.rejected],
+        )
+    if writes.pedidos:
+        db.execute(
+            NEW_PEDIDO,
+            [
+                {"id": i, "cliente_id": c, "total": t, "criado_em": writes.agora}
+                for i, c, t in writes.pedidos
+            ],
+        )
+        db.execute(
+            NEW_ITENS,
+            [
+                {"pedido_id": i, "produto_id": p, "quantidade": q, "preco_unitario": v}
+                for i, p, q, v in writes.itens
+            ],
+        )
+    db.execute(_COUNT_OUTCOMES, {"alvo": shard, **vars(writes.outcomes)})
 
 
 def _one_round_trip(db: Connection) -> bool:
@@ -123,36 +189,99 @@ def _one_round_trip(db: Connection) -> bool:
     return db.dialect.name in ("mysql", "mariadb")
 
 
-@cache
-def _paired_update(rows: int) -> TextClause:
+def _compound(db: Connection) -> bool:
+    # BEGIN NOT ATOMIC ... END is MariaDB's; the raw text is written for %s placeholders.
+    dialect = db.dialect
+    return bool(getattr(dialect, "is_mariadb", False)) and dialect.paramstyle in (
+        "format",
+        "pyformat",
+    )
+
+
+def _debit(db: Connection, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
+    if not (produtos or clientes):
+        return
+    if _one_round_trip(db):
+        db.exec_driver_sql(*_paired_debit(produtos, clientes))
+        return
+    for per_row, debits in ((_DEBIT_PRODUTO, produtos), (_DEBIT_CLIENTE, clientes)):
+        if debits:
+            db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+
+
+def _paired_debit(
+    produtos: Sequence[Debit], clientes: Sequence[Debit]
+) -> tuple[str, tuple[Any, ...]]:
     """One UPDATE of both tables (MariaDB/MySQL syntax), joined to a derived table whose k-th
     row carries the k-th produto's debit and the k-th cliente's (NULL past either's end).
     Every produto and cliente is named once, so each row is updated once."""
-    derived = " UNION ALL ".join(
-        f"SELECT :p{k} AS pid, :pn{k} AS pn, :pv{k} AS pv, :c{k} AS cid, :cn{k} AS cn, :cv{k} AS cv"
-        if k == 0
-        else f"SELECT :p{k}, :pn{k}, :pv{k}, :c{k}, :cn{k}, :cv{k}"
-        for k in range(rows)
-    )
+    rows = max(len(produtos), len(clientes))
+    params: list[Any] = []
+    for k in range(rows):
+        pid, (pn, pv) = produtos[k] if k < len(produtos) else (None, (None, None))
+        cid, (cn, cv) = clientes[k] if k < len(clientes) else (None, (None, None))
+        params += (pid, pn, pv, cid, cn, cv)
+    first = "SELECT %s AS pid, %s AS pn, %s AS pv, %s AS cid, %s AS cn, %s AS cv"
+    derived = " UNION ALL ".join([first, *["SELECT %s, %s, %s, %s, %s, %s"] * (rows - 1)])
     # Values are bound parameters; only the row count shapes the text.
-    return text(
+    sql = (
         f"UPDATE ({derived}) AS d"  # nosec B608
         " LEFT JOIN produtos AS t ON t.id = d.pid LEFT JOIN clientes AS u ON u.id = d.cid"
         " SET t.estoque = t.estoque - d.pn, t.vendidos = t.vendidos + d.pn,"
         " t.receita = t.receita + d.pv,"
         " u.saldo = u.saldo - d.cv, u.compras = u.compras + d.cn, u.gasto = u.gasto + d.cv"
     )
+    return sql, tuple(params)
 
 
-def _paired(produtos: Sequence[Debit], clientes: Sequence[Debit]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for k in range(max(len(produtos), len(clientes))):
-        pid, (pn, pv) = produtos[k] if k < len(produtos) else (None, (None, None))
-        cid, (cn, cv) = clientes[k] if k < len(clientes) else (None, (None, None))
-        params |= {
-            f"p{k}": pid, f"pn{k}": pn, f"pv{k}": pv, f"c{k}": cid, f"cn{k}": cn, f"cv{k}": cv
-        }  # fmt: skip
-    return params
+def _values(rows: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * rows)
+
+
+def _script(writes: Writes, shard: int) -> tuple[str, list[Any]]:
+    """The writes as one MariaDB compound statement. Its statements run in order and stop
+    at the first error, which the caller gets; the transaction then rolls back."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if writes.produtos or writes.clientes:
+        sql, debit_params = _paired_debit(writes.produtos, writes.clientes)
+        parts.append(sql)
+        params += debit_params
+    if writes.concluded:
+        parts.append(
+            "UPDATE solicitacoes SET estado = %s, prazo = NULL, atualizado_em = %s"
+            f" WHERE id IN ({', '.join(['%s'] * len(writes.concluded))})"
+        )
+        params += (Estado.CONCLUIDO.value, writes.agora, *writes.concluded)
+    for solicitacao, motivo in writes.rejected:
+        parts.append(
+            "UPDATE solicitacoes SET estado = %s, motivo = %s, prazo = NULL, atualizado_em = %s"
+            " WHERE id = %s"
+        )
+        params += (Estado.REJEITADO.value, motivo, writes.agora, solicitacao)
+    if writes.pedidos:
+        parts.append(
+            "INSERT INTO pedidos (id, cliente_id, total, criado_em)"
+            f" VALUES {_values(len(writes.pedidos), 4)}"
+        )
+        for pedido in writes.pedidos:
+            params += (*pedido, writes.agora)
+        parts.append(
+            "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario)"
+            f" VALUES {_values(len(writes.itens), 4)}"
+        )
+        for item in writes.itens:
+            params += item
+    outcomes = writes.outcomes
+    parts.append(
+        "UPDATE contadores SET concluidos = concluidos + %s, rejeitados = rejeitados + %s,"
+        " unidades = unidades + %s, receita = receita + %s WHERE shard = %s"
+    )
+    params += (outcomes.concluidos, outcomes.rejeitados, outcomes.unidades, outcomes.receita)
+    params.append(shard)
+    # Values are bound parameters; only the row counts shape the text.
+    return "BEGIN NOT ATOMIC " + "; ".join(parts) + "; END", params  # nosec B608
 
 
 # Many at once, ids back in the order of the rows sent (SQLAlchemy's insertmanyvalues).

@@ -15,7 +15,6 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from pedidos.orders import statements
-from pedidos.orders.contadores import count_outcomes
 from pedidos.orders.statements import Stock
 from pedidos.storage.models import (
     CENT,
@@ -193,8 +192,9 @@ def place_pedidos(session: Session, requests: Sequence[PedidoRequest]) -> list[S
     db = session.connection()
     stock = lock_stock(db, requests)
     decided = [decide(request, stock) for request in requests]
-    debit(db, [plan for plan in decided if isinstance(plan, PedidoPlan)])
-    return record(db, requests, decided)
+    settled, writes = settle(db, requests, decided)
+    statements.write(db, writes)
+    return settled
 
 
 def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
@@ -241,12 +241,9 @@ def decide(request: PedidoRequest, stock: Stock) -> PedidoPlan | PedidoRejeitado
     return PedidoPlan(request.cliente_id, lines, total)
 
 
-def debit(db: Connection, plans: Sequence[PedidoPlan]) -> None:
-    """Take the stock and the money (one statement on MariaDB). Parent rows are updated before
-    the child rows are inserted, so the inserts' foreign-key checks never need to upgrade a
-    shared lock."""
-    if not plans:
-        return
+def debits(plans: Sequence[PedidoPlan]) -> tuple[list[statements.Debit], list[statements.Debit]]:
+    """What the committed orders take: per produto its units and receita, per cliente its
+    orders and money, each named once, in ascending id."""
     produtos: dict[int, tuple[int, Decimal]] = {}
     clientes: dict[int, tuple[int, Decimal]] = {}
     for plan in plans:
@@ -255,16 +252,16 @@ def debit(db: Connection, plans: Sequence[PedidoPlan]) -> None:
             produtos[item.produto_id] = (unidades + item.quantidade, receita + item.subtotal)
         compras, gasto = clientes.get(plan.cliente_id, (0, ZERO))
         clientes[plan.cliente_id] = (compras + 1, gasto + plan.total)
-    statements.debit(db, sorted(produtos.items()), sorted(clientes.items()))
+    return sorted(produtos.items()), sorted(clientes.items())
 
 
-def record(
+def settle(
     db: Connection,
     requests: Sequence[PedidoRequest],
     decided: Sequence[PedidoPlan | PedidoRejeitado],
-) -> list[Settled]:
-    """Settle every request row and insert the pedidos (each with its request's id), their
-    items and the counters, after the debits.
+) -> tuple[list[Settled], statements.Writes]:
+    """Give each committed order its request's id; return every request's outcome and what
+    the batch writes: the debits, the request rows, the pedidos, their items, the counters.
 
     A request row commits with its order, so a request is CONCLUIDO exactly when its order
     exists, and a caller that lost the connection during COMMIT can look the id up. A direct
@@ -279,42 +276,42 @@ def record(
     ]
     new_ids = iter(db.execute(statements.NEW_SOLICITACOES, new_rows).scalars() if new_rows else ())
     committed: list[tuple[int, PedidoPlan]] = []
-    recorded_ids: list[int] = []
-    rejected_recorded: list[tuple[int, PedidoRejeitado]] = []
+    concluded: list[int] = []
+    rejected: list[tuple[int, str]] = []
     settled: list[Settled] = []
     for request, plan in pairs:
         recorded = request.solicitacao_id
         if isinstance(plan, PedidoRejeitado):
             if recorded is not None:
-                rejected_recorded.append((recorded, plan))
+                rejected.append((recorded, json.dumps(plan.motivo())))
             settled.append(plan)
             continue
         if recorded is not None:
-            recorded_ids.append(recorded)
+            concluded.append(recorded)
         pedido_id = recorded if recorded is not None else next(new_ids)
         committed.append((pedido_id, plan))
         settled.append(PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens))
-    if recorded_ids:
-        db.execute(statements.CONCLUDE_SOLICITACOES, {"ids": recorded_ids, "agora": now})
-    if rejected_recorded:
-        db.execute(
-            statements.REJECT_SOLICITACAO,
-            [
-                {"solicitacao": i, "motivo": json.dumps(r.motivo()), "agora": now}
-                for i, r in rejected_recorded
-            ],
-        )
-    if committed:
-        insert_pedidos(db, committed, now)
     plans = [plan for _, plan in committed]
-    count_outcomes(
-        db,
-        concluidos=len(plans),
-        rejeitados=len(settled) - len(plans),
-        unidades=sum(item.quantidade for plan in plans for item in plan.itens),
-        receita=sum((plan.total for plan in plans), ZERO),
+    produtos, clientes = debits(plans)
+    return settled, statements.Writes(
+        agora=now,
+        produtos=produtos,
+        clientes=clientes,
+        concluded=concluded,
+        rejected=rejected,
+        pedidos=[(i, plan.cliente_id, plan.total) for i, plan in committed],
+        itens=[
+            (i, item.produto_id, item.quantidade, item.preco_unitario)
+            for i, plan in committed
+            for item in plan.itens
+        ],
+        outcomes=statements.Outcomes(
+            concluidos=len(plans),
+            rejeitados=len(settled) - len(plans),
+            unidades=sum(item.quantidade for plan in plans for item in plan.itens),
+            receita=sum((plan.total for plan in plans), ZERO),
+        ),
     )
-    return settled
 
 
 def concluded_request_row(request: PedidoRequest, now: datetime) -> dict[str, Any]:
@@ -326,32 +323,6 @@ def concluded_request_row(request: PedidoRequest, now: datetime) -> dict[str, An
         "criado_em": now,
         "atualizado_em": now,
     }
-
-
-def insert_pedidos(
-    db: Connection, committed: Sequence[tuple[int, PedidoPlan]], now: datetime
-) -> None:
-    """Insert the pedidos, each with its request's id, and all their items."""
-    db.execute(
-        statements.NEW_PEDIDO,
-        [
-            {"id": i, "cliente_id": plan.cliente_id, "total": plan.total, "criado_em": now}
-            for i, plan in committed
-        ],
-    )
-    db.execute(
-        statements.NEW_ITENS,
-        [
-            {
-                "pedido_id": i,
-                "produto_id": item.produto_id,
-                "quantidade": item.quantidade,
-                "preco_unitario": item.preco_unitario,
-            }
-            for i, plan in committed
-            for item in plan.itens
-        ],
-    )
 
 
 # Random picks; one generator per process, as seeding one per order costs a syscall.
