@@ -5,6 +5,7 @@ go in one statement, whose failure anywhere is raised and undone with its transa
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -12,11 +13,11 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pedidos.orders.invariants import violations
-from pedidos.orders.statements import NEW_SOLICITACOES, Outcomes, Writes, lock_rows, write
+from pedidos.orders.statements import Outcomes, PedidoRow, Writes, lock_rows, write
 from pedidos.orders.transaction import PedidoResult, SaldoInsuficiente, place_pedidos
 from pedidos.storage.engine import make_engine, make_sessions
-from pedidos.storage.models import utc_now
-from tests.helpers import Store, order_request
+from pedidos.storage.models import Pedido, Solicitacao, utc_now
+from tests.helpers import Store, estado_of, order_request, record_request
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
@@ -80,26 +81,65 @@ def test_a_batch_writes_everything_in_one_statement_after_its_reads(
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_recorded_and_direct_orders_in_one_batch_each_get_their_own_id(
+    driver_engine: Engine, store: Store
+) -> None:
+    produto = store.produto("1.00", 100)
+    rico, pobre = store.cliente("100.00"), store.cliente("0.50")
+    recorded_ok = replace(
+        order_request(rico, produto, 2),
+        solicitacao_id=record_request(store.sessions, order_request(rico, produto, 2)),
+    )
+    recorded_no = replace(
+        order_request(pobre, produto),
+        solicitacao_id=record_request(store.sessions, order_request(pobre, produto)),
+    )
+    direct = [order_request(rico, produto, 3), order_request(pobre, produto, 1)]
+    batch = [direct[0], recorded_ok, direct[1], recorded_no, order_request(rico, produto, 4)]
+    before = store.ledger()
+
+    with make_sessions(driver_engine).begin() as session:
+        outcomes = place_pedidos(session, batch)
+
+    first, second, third, fourth, fifth = outcomes
+    assert isinstance(second, PedidoResult) and second.id == recorded_ok.solicitacao_id
+    assert isinstance(third, SaldoInsuficiente) and isinstance(fourth, SaldoInsuficiente)
+    assert isinstance(first, PedidoResult) and isinstance(fifth, PedidoResult)
+    assert len({first.id, second.id, fifth.id}) == 3
+    assert estado_of(store.sessions, recorded_no.solicitacao_id) == "REJEITADO"
+    with store.sessions.begin() as session:
+        for placed, request in ((first, batch[0]), (second, batch[1]), (fifth, batch[4])):
+            pedido = session.get(Pedido, placed.id)
+            assert pedido is not None and pedido.cliente_id == rico
+            assert [(i.produto_id, i.quantidade) for i in pedido.itens] == [
+                (produto, request.itens[0].quantidade)
+            ]
+            solicitacao = session.get(Solicitacao, placed.id)
+            assert solicitacao is not None and solicitacao.estado == "CONCLUIDO"
+    assert store.saldo(rico) == Decimal("91.00")
+    assert violations(before, store.ledger()) == []
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 def test_a_failure_inside_the_one_write_raises_and_its_earlier_statements_roll_back(
     driver_engine: Engine, store: Store
 ) -> None:
     produto, cliente = store.produto("2.00", 10), store.cliente("10.00")
     before = store.ledger()
+    # The debit runs first in the compound statement; the item naming a produto that does
+    # not exist fails its foreign key two statements later.
+    broken = Writes(
+        agora=utc_now(),
+        produtos=[(produto, (1, Decimal("2.00")))],
+        clientes=[(cliente, (1, Decimal("2.00")))],
+        pedidos=[
+            PedidoRow(None, "{}", cliente, Decimal("2.00"), [(produto + 1000, 1, Decimal("2.00"))])
+        ],
+        rejected=[],
+        outcomes=Outcomes(concluidos=1, rejeitados=0, unidades=1, receita=Decimal("2.00")),
+    )
     with driver_engine.connect() as db:
         db.begin()
-        pedido = db.execute(NEW_SOLICITACOES, [{"estado": "CONCLUIDO"}]).scalar_one()
-        # The debit runs first in the compound statement; the item naming a produto that
-        # does not exist fails its foreign key two statements later.
-        broken = Writes(
-            agora=utc_now(),
-            produtos=[(produto, (1, Decimal("2.00")))],
-            clientes=[(cliente, (1, Decimal("2.00")))],
-            concluded=[],
-            rejected=[],
-            pedidos=[(pedido, cliente, Decimal("2.00"))],
-            itens=[(pedido, produto + 1000, 1, Decimal("2.00"))],
-            outcomes=Outcomes(concluidos=1, rejeitados=0, unidades=1, receita=Decimal("2.00")),
-        )
         with pytest.raises(IntegrityError):
             write(db, broken)
         db.rollback()

@@ -22,9 +22,10 @@ from pedidos.orders.transaction import (
     Settled,
     Work,
     decide,
+    results,
     settle,
 )
-from pedidos.storage.models import Cliente, Produto
+from pedidos.storage.models import Cliente, Produto, utc_now
 
 
 def make_naive(think_seconds: float) -> Work:
@@ -69,11 +70,10 @@ def _naive(
         session.execute(
             update(Cliente).where(Cliente.id == cliente_id).values(saldo=stock.saldos[cliente_id])
         )
-    db = session.connection()
-    settled, writes = settle(db, requests, decided)
+    now = utc_now()
     # Its absolute values stand in for the debits.
-    statements.write(db, replace(writes, produtos=(), clientes=()))
-    return settled
+    writes = replace(settle(requests, decided, now), produtos=(), clientes=())
+    return results(decided, statements.write(session.connection(), writes), now)
 
 
 naive_read_modify_write = make_naive(think_seconds=0.01)

@@ -86,8 +86,17 @@ def lock_rows(db: Connection, produto_ids: Sequence[int], cliente_ids: Sequence[
     return stock
 
 
-# Per-row debits, for SQLite. Each binds the row (`alvo`), a count (`n`: units or orders)
-# and money (`v`).
+# After a dropped COMMIT: a locking read waits for that transaction to end before it looks,
+# so a COMMIT the server is still finishing is never taken for one that failed.
+FIND_ESTADO_LOCKING = (
+    select(_solicitacoes.c.estado)
+    .where(_solicitacoes.c.id == bindparam("solicitacao"))
+    .with_for_update(read=True)
+)
+
+# The writes one statement each, where a statement costs no round trip (SQLite) or the
+# compound statement does not exist (MySQL). Debits bind the row (`alvo`), a count (`n`:
+# units or orders) and money (`v`).
 _DEBIT_PRODUTO = (
     update(_produtos)
     .where(_produtos.c.id == bindparam("alvo"))
@@ -106,6 +115,27 @@ _DEBIT_CLIENTE = (
         gasto=_clientes.c.gasto + bindparam("v", type_=Money(18)),
     )
 )
+# Many at once, ids back in the order of the rows sent (SQLAlchemy's insertmanyvalues).
+_NEW_SOLICITACOES = insert(_solicitacoes).returning(
+    _solicitacoes.c.id, sort_by_parameter_order=True
+)
+_CONCLUDE_SOLICITACOES = (
+    update(_solicitacoes)
+    .where(_solicitacoes.c.id.in_(bindparam("ids", expanding=True)))
+    .values(estado=Estado.CONCLUIDO.value, prazo=None, atualizado_em=bindparam("agora"))
+)
+_REJECT_SOLICITACAO = (
+    update(_solicitacoes)
+    .where(_solicitacoes.c.id == bindparam("solicitacao"))
+    .values(
+        estado=Estado.REJEITADO.value,
+        motivo=bindparam("motivo"),
+        prazo=None,
+        atualizado_em=bindparam("agora"),
+    )
+)
+_NEW_PEDIDO = insert(Base.metadata.tables["pedidos"])
+_NEW_ITENS = insert(Base.metadata.tables["itens_pedido"])
 _COUNT_OUTCOMES = (
     update(_contadores)
     .where(_contadores.c.shard == bindparam("alvo"))
@@ -121,6 +151,18 @@ Debit = tuple[int, tuple[int, Decimal]]
 
 
 @dataclass(frozen=True)
+class PedidoRow:
+    """A committed order to insert. A recorded request's order takes that request's id; a
+    direct order's request row is created with it, CONCLUIDO, holding `payload`."""
+
+    solicitacao: int | None
+    payload: str | None
+    cliente_id: int
+    total: Decimal
+    itens: Sequence[tuple[int, int, Decimal]]  # (produto_id, quantidade, preco_unitario)
+
+
+@dataclass(frozen=True)
 class Outcomes:
     """What one transaction's orders add to a shard of the running totals."""
 
@@ -132,61 +174,56 @@ class Outcomes:
 
 @dataclass(frozen=True)
 class Writes:
-    """Everything a batch writes once its orders are decided (ids already drawn)."""
+    """Everything a batch writes once its orders are decided."""
 
     agora: datetime
     produtos: Sequence[Debit]  # ascending id
     clientes: Sequence[Debit]  # ascending id
-    concluded: Sequence[int]  # recorded requests whose order commits
+    pedidos: Sequence[PedidoRow]
     rejected: Sequence[tuple[int, str]]  # recorded requests rejected: (id, motivo as JSON)
-    pedidos: Sequence[tuple[int, int, Decimal]]  # (id, cliente_id, total)
-    itens: Sequence[tuple[int, int, int, Decimal]]  # (pedido_id, produto_id, quantidade, preco)
     outcomes: Outcomes
 
 
-def write(db: Connection, writes: Writes) -> None:
-    """Debit the parent rows, then settle the request rows, insert the pedidos and their
-    itens, and add to the counters last. The parents come first so that the inserts'
-    foreign-key checks never need to upgrade a shared lock; the counter shard comes last,
-    as the only row of its kind a transaction locks, so it cannot take part in a cycle.
+def write(db: Connection, writes: Writes) -> list[int]:
+    """Create the direct orders' request rows; then debit the parent rows, settle the
+    recorded requests, insert the pedidos and their items, and add to a counter shard last.
+    Return the pedidos' ids, in order.
 
-    On MariaDB all of it is one compound statement, so one round trip: under load a round
-    trip costs the order worker a wait for the interpreter, far more than the server's work.
+    The parents are debited before the children are inserted, so that the inserts'
+    foreign-key checks never need to upgrade a shared lock; the counter shard comes last, as
+    the only row of its kind a transaction locks, so it cannot take part in a cycle. On
+    MariaDB everything after the request rows is one compound statement, so one round trip:
+    under load each round trip costs the order worker a wait for its interpreter, far more
+    than the server's work.
     """
+    ids = _create_requests(db, writes)
     shard = pick_shard()
     if _compound(db):
-        sql, params = _script(writes, shard)
-        db.exec_driver_sql(sql, tuple(params))
-        return
-    _debit(db, writes.produtos, writes.clientes)
-    if writes.concluded:
-        db.execute(CONCLUDE_SOLICITACOES, {"ids": list(writes.concluded), "agora": writes.agora})
-    if writes.rejected:
-        db.execute(
-            REJECT_SOLICITACAO,
-            [{"solicitacao": i, "motivo": m, "agora": writes.agora} for i, m in writes.rejected],
-        )
-    if writes.pedidos:
-        db.execute(
-            NEW_PEDIDO,
-            [
-                {"id": i, "cliente_id": c, "total": t, "criado_em": writes.agora}
-                for i, c, t in writes.pedidos
-            ],
-        )
-        db.execute(
-            NEW_ITENS,
-            [
-                {"pedido_id": i, "produto_id": p, "quantidade": q, "preco_unitario": v}
-                for i, p, q, v in writes.itens
-            ],
-        )
-    db.execute(_COUNT_OUTCOMES, {"alvo": shard, **vars(writes.outcomes)})
+        db.exec_driver_sql(*_script(writes, ids, shard))
+    else:
+        _write_each(db, writes, ids, shard)
+    return ids
 
 
-def _one_round_trip(db: Connection) -> bool:
-    # A round trip to a server costs far more than one more statement's text; SQLite has none.
-    return db.dialect.name in ("mysql", "mariadb")
+def _create_requests(db: Connection, writes: Writes) -> list[int]:
+    """Insert the direct orders' request rows (one multi-row INSERT ... RETURNING); return
+    every pedido's id. A compound statement could insert them too, but only a row at a time
+    to read each id back, which costs the server more than the round trip it saves."""
+    new = [
+        {
+            "payload": row.payload,
+            "estado": Estado.CONCLUIDO.value,
+            "tentativas": 1,
+            "criado_em": writes.agora,
+            "atualizado_em": writes.agora,
+        }
+        for row in writes.pedidos
+        if row.solicitacao is None
+    ]
+    fresh = iter(db.execute(_NEW_SOLICITACOES, new).scalars().all() if new else ())
+    return [
+        row.solicitacao if row.solicitacao is not None else next(fresh) for row in writes.pedidos
+    ]
 
 
 def _compound(db: Connection) -> bool:
@@ -198,15 +235,50 @@ def _compound(db: Connection) -> bool:
     )
 
 
-def _debit(db: Connection, produtos: Sequence[Debit], clientes: Sequence[Debit]) -> None:
-    if not (produtos or clientes):
-        return
-    if _one_round_trip(db):
-        db.exec_driver_sql(*_paired_debit(produtos, clientes))
-        return
-    for per_row, debits in ((_DEBIT_PRODUTO, produtos), (_DEBIT_CLIENTE, clientes)):
-        if debits:
-            db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+def _one_round_trip(db: Connection) -> bool:
+    # A round trip to a server costs far more than one more statement's text; SQLite has none.
+    return db.dialect.name in ("mysql", "mariadb")
+
+
+def _write_each(db: Connection, writes: Writes, ids: Sequence[int], shard: int) -> None:
+    """The writes one statement each."""
+    agora = writes.agora
+    if writes.produtos or writes.clientes:
+        if _one_round_trip(db):
+            db.exec_driver_sql(*_paired_debit(writes.produtos, writes.clientes))
+        else:
+            for per_row, debits in (
+                (_DEBIT_PRODUTO, writes.produtos),
+                (_DEBIT_CLIENTE, writes.clientes),
+            ):
+                if debits:
+                    db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+    concluded = [row.solicitacao for row in writes.pedidos if row.solicitacao is not None]
+    if concluded:
+        db.execute(_CONCLUDE_SOLICITACOES, {"ids": concluded, "agora": agora})
+    if writes.rejected:
+        db.execute(
+            _REJECT_SOLICITACAO,
+            [{"solicitacao": i, "motivo": m, "agora": agora} for i, m in writes.rejected],
+        )
+    if writes.pedidos:
+        rows = list(zip(ids, writes.pedidos, strict=True))
+        db.execute(
+            _NEW_PEDIDO,
+            [
+                {"id": i, "cliente_id": row.cliente_id, "total": row.total, "criado_em": agora}
+                for i, row in rows
+            ],
+        )
+        db.execute(
+            _NEW_ITENS,
+            [
+                {"pedido_id": i, "produto_id": p, "quantidade": q, "preco_unitario": v}
+                for i, row in rows
+                for p, q, v in row.itens
+            ],
+        )
+    db.execute(_COUNT_OUTCOMES, {"alvo": shard, **vars(writes.outcomes)})
 
 
 def _paired_debit(
@@ -234,44 +306,43 @@ def _paired_debit(
     return sql, tuple(params)
 
 
-def _values(rows: int, width: int) -> str:
-    row = "(" + ", ".join(["%s"] * width) + ")"
-    return ", ".join([row] * rows)
-
-
-def _script(writes: Writes, shard: int) -> tuple[str, list[Any]]:
-    """The writes as one MariaDB compound statement. Its statements run in order and stop
-    at the first error, which the caller gets; the transaction then rolls back."""
+def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[Any, ...]]:
+    """The writes as one MariaDB compound statement. Its statements run in order and stop at
+    the first error, which the caller gets; the transaction then rolls back."""
+    agora = writes.agora
     parts: list[str] = []
     params: list[Any] = []
     if writes.produtos or writes.clientes:
         sql, debit_params = _paired_debit(writes.produtos, writes.clientes)
         parts.append(sql)
         params += debit_params
-    if writes.concluded:
+    concluded = [row.solicitacao for row in writes.pedidos if row.solicitacao is not None]
+    if concluded:
         parts.append(
             "UPDATE solicitacoes SET estado = %s, prazo = NULL, atualizado_em = %s"
-            f" WHERE id IN ({', '.join(['%s'] * len(writes.concluded))})"
+            f" WHERE id IN ({', '.join(['%s'] * len(concluded))})"
         )
-        params += (Estado.CONCLUIDO.value, writes.agora, *writes.concluded)
+        params += (Estado.CONCLUIDO.value, agora, *concluded)
     for solicitacao, motivo in writes.rejected:
         parts.append(
             "UPDATE solicitacoes SET estado = %s, motivo = %s, prazo = NULL, atualizado_em = %s"
             " WHERE id = %s"
         )
-        params += (Estado.REJEITADO.value, motivo, writes.agora, solicitacao)
+        params += (Estado.REJEITADO.value, motivo, agora, solicitacao)
     if writes.pedidos:
+        itens = [
+            (i, *item) for i, row in zip(ids, writes.pedidos, strict=True) for item in row.itens
+        ]
         parts.append(
-            "INSERT INTO pedidos (id, cliente_id, total, criado_em)"
-            f" VALUES {_values(len(writes.pedidos), 4)}"
+            f"INSERT INTO pedidos (id, cliente_id, total, criado_em) VALUES {_values(len(ids), 4)}"
         )
-        for pedido in writes.pedidos:
-            params += (*pedido, writes.agora)
+        for i, row in zip(ids, writes.pedidos, strict=True):
+            params += (i, row.cliente_id, row.total, agora)
         parts.append(
             "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario)"
-            f" VALUES {_values(len(writes.itens), 4)}"
+            f" VALUES {_values(len(itens), 4)}"
         )
-        for item in writes.itens:
+        for item in itens:
             params += item
     outcomes = writes.outcomes
     parts.append(
@@ -281,35 +352,12 @@ def _script(writes: Writes, shard: int) -> tuple[str, list[Any]]:
     params += (outcomes.concluidos, outcomes.rejeitados, outcomes.unidades, outcomes.receita)
     params.append(shard)
     # Values are bound parameters; only the row counts shape the text.
-    return "BEGIN NOT ATOMIC " + "; ".join(parts) + "; END", params  # nosec B608
+    return "BEGIN NOT ATOMIC " + "; ".join(parts) + "; END", tuple(params)  # nosec B608
 
 
-# Many at once, ids back in the order of the rows sent (SQLAlchemy's insertmanyvalues).
-NEW_SOLICITACOES = insert(_solicitacoes).returning(_solicitacoes.c.id, sort_by_parameter_order=True)
-CONCLUDE_SOLICITACOES = (
-    update(_solicitacoes)
-    .where(_solicitacoes.c.id.in_(bindparam("ids", expanding=True)))
-    .values(estado=Estado.CONCLUIDO.value, prazo=None, atualizado_em=bindparam("agora"))
-)
-REJECT_SOLICITACAO = (
-    update(_solicitacoes)
-    .where(_solicitacoes.c.id == bindparam("solicitacao"))
-    .values(
-        estado=Estado.REJEITADO.value,
-        motivo=bindparam("motivo"),
-        prazo=None,
-        atualizado_em=bindparam("agora"),
-    )
-)
-# After a dropped COMMIT: a locking read waits for that transaction to end before it looks,
-# so a COMMIT the server is still finishing is never taken for one that failed.
-FIND_ESTADO_LOCKING = (
-    select(_solicitacoes.c.estado)
-    .where(_solicitacoes.c.id == bindparam("solicitacao"))
-    .with_for_update(read=True)
-)
-NEW_PEDIDO = insert(Base.metadata.tables["pedidos"])
-NEW_ITENS = insert(Base.metadata.tables["itens_pedido"])
+def _values(rows: int, width: int) -> str:
+    row = "(" + ", ".join(["%s"] * width) + ")"
+    return ", ".join([row] * rows)
 
 
 RandomPick = tuple[Select[Any], Select[Any]]

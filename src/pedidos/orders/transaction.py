@@ -18,7 +18,6 @@ from pedidos.orders import statements
 from pedidos.orders.statements import Stock
 from pedidos.storage.models import (
     CENT,
-    Estado,
     utc_now,
 )
 
@@ -192,9 +191,8 @@ def place_pedidos(session: Session, requests: Sequence[PedidoRequest]) -> list[S
     db = session.connection()
     stock = lock_stock(db, requests)
     decided = [decide(request, stock) for request in requests]
-    settled, writes = settle(db, requests, decided)
-    statements.write(db, writes)
-    return settled
+    now = utc_now()
+    return results(decided, statements.write(db, settle(requests, decided, now)), now)
 
 
 def place_pedido(session: Session, request: PedidoRequest) -> PedidoResult:
@@ -256,73 +254,58 @@ def debits(plans: Sequence[PedidoPlan]) -> tuple[list[statements.Debit], list[st
 
 
 def settle(
-    db: Connection,
     requests: Sequence[PedidoRequest],
     decided: Sequence[PedidoPlan | PedidoRejeitado],
-) -> tuple[list[Settled], statements.Writes]:
-    """Give each committed order its request's id; return every request's outcome and what
-    the batch writes: the debits, the request rows, the pedidos, their items, the counters.
+    now: datetime,
+) -> statements.Writes:
+    """What the batch writes: the debits, every committed order with its items (and the
+    request row it completes or creates), the recorded requests rejected, the counters.
 
     A request row commits with its order, so a request is CONCLUIDO exactly when its order
     exists, and a caller that lost the connection during COMMIT can look the id up. A direct
     order gets its row now; a recorded one has had it since it arrived.
     """
-    now = utc_now()
-    pairs = list(zip(requests, decided, strict=True))
-    new_rows = [
-        concluded_request_row(request, now)
-        for request, plan in pairs
-        if request.solicitacao_id is None and isinstance(plan, PedidoPlan)
-    ]
-    new_ids = iter(db.execute(statements.NEW_SOLICITACOES, new_rows).scalars() if new_rows else ())
-    committed: list[tuple[int, PedidoPlan]] = []
-    concluded: list[int] = []
+    pedidos: list[statements.PedidoRow] = []
     rejected: list[tuple[int, str]] = []
-    settled: list[Settled] = []
-    for request, plan in pairs:
-        recorded = request.solicitacao_id
+    for request, plan in zip(requests, decided, strict=True):
         if isinstance(plan, PedidoRejeitado):
-            if recorded is not None:
-                rejected.append((recorded, json.dumps(plan.motivo())))
-            settled.append(plan)
+            if request.solicitacao_id is not None:
+                rejected.append((request.solicitacao_id, json.dumps(plan.motivo())))
             continue
-        if recorded is not None:
-            concluded.append(recorded)
-        pedido_id = recorded if recorded is not None else next(new_ids)
-        committed.append((pedido_id, plan))
-        settled.append(PedidoResult(pedido_id, plan.cliente_id, plan.total, now, plan.itens))
-    plans = [plan for _, plan in committed]
+        itens = [(i.produto_id, i.quantidade, i.preco_unitario) for i in plan.itens]
+        payload = request.to_payload() if request.solicitacao_id is None else None
+        row = statements.PedidoRow(
+            request.solicitacao_id, payload, plan.cliente_id, plan.total, itens
+        )
+        pedidos.append(row)
+    plans = [plan for plan in decided if isinstance(plan, PedidoPlan)]
     produtos, clientes = debits(plans)
-    return settled, statements.Writes(
+    return statements.Writes(
         agora=now,
         produtos=produtos,
         clientes=clientes,
-        concluded=concluded,
+        pedidos=pedidos,
         rejected=rejected,
-        pedidos=[(i, plan.cliente_id, plan.total) for i, plan in committed],
-        itens=[
-            (i, item.produto_id, item.quantidade, item.preco_unitario)
-            for i, plan in committed
-            for item in plan.itens
-        ],
         outcomes=statements.Outcomes(
             concluidos=len(plans),
-            rejeitados=len(settled) - len(plans),
+            rejeitados=len(decided) - len(plans),
             unidades=sum(item.quantidade for plan in plans for item in plan.itens),
             receita=sum((plan.total for plan in plans), ZERO),
         ),
     )
 
 
-def concluded_request_row(request: PedidoRequest, now: datetime) -> dict[str, Any]:
-    """The solicitacoes row of an order that commits without having been recorded first."""
-    return {
-        "payload": request.to_payload(),
-        "estado": Estado.CONCLUIDO.value,
-        "tentativas": 1,
-        "criado_em": now,
-        "atualizado_em": now,
-    }
+def results(
+    decided: Sequence[PedidoPlan | PedidoRejeitado], ids: Sequence[int], now: datetime
+) -> list[Settled]:
+    """Each order's outcome: its rejection, or its committed pedido with the id it got."""
+    fresh = iter(ids)
+    return [
+        plan
+        if isinstance(plan, PedidoRejeitado)
+        else PedidoResult(next(fresh), plan.cliente_id, plan.total, now, plan.itens)
+        for plan in decided
+    ]
 
 
 # Random picks; one generator per process, as seeding one per order costs a syscall.
