@@ -86,14 +86,10 @@ def test_recorded_and_direct_orders_in_one_batch_each_get_their_own_id(
 ) -> None:
     produto = store.produto("1.00", 100)
     rico, pobre = store.cliente("100.00"), store.cliente("0.50")
-    recorded_ok = replace(
-        order_request(rico, produto, 2),
-        solicitacao_id=record_request(store.sessions, order_request(rico, produto, 2)),
-    )
-    recorded_no = replace(
-        order_request(pobre, produto),
-        solicitacao_id=record_request(store.sessions, order_request(pobre, produto)),
-    )
+    ok_id = record_request(store.sessions, order_request(rico, produto, 2))
+    no_id = record_request(store.sessions, order_request(pobre, produto))
+    recorded_ok = replace(order_request(rico, produto, 2), solicitacao_id=ok_id)
+    recorded_no = replace(order_request(pobre, produto), solicitacao_id=no_id)
     direct = [order_request(rico, produto, 3), order_request(pobre, produto, 1)]
     batch = [direct[0], recorded_ok, direct[1], recorded_no, order_request(rico, produto, 4)]
     before = store.ledger()
@@ -102,11 +98,11 @@ def test_recorded_and_direct_orders_in_one_batch_each_get_their_own_id(
         outcomes = place_pedidos(session, batch)
 
     first, second, third, fourth, fifth = outcomes
-    assert isinstance(second, PedidoResult) and second.id == recorded_ok.solicitacao_id
+    assert isinstance(second, PedidoResult) and second.id == ok_id
     assert isinstance(third, SaldoInsuficiente) and isinstance(fourth, SaldoInsuficiente)
     assert isinstance(first, PedidoResult) and isinstance(fifth, PedidoResult)
     assert len({first.id, second.id, fifth.id}) == 3
-    assert estado_of(store.sessions, recorded_no.solicitacao_id) == "REJEITADO"
+    assert estado_of(store.sessions, no_id) == "REJEITADO"
     with store.sessions.begin() as session:
         for placed, request in ((first, batch[0]), (second, batch[1]), (fifth, batch[4])):
             pedido = session.get(Pedido, placed.id)
