@@ -1,4 +1,5 @@
-"""The order path's SQL, built once at import: each order only binds its values."""
+"""The order path's SQL: statements built once at import, and on MariaDB/MySQL text that a
+batch's row counts shape. Values are always bound parameters, never part of the text."""
 
 from __future__ import annotations
 
@@ -94,9 +95,8 @@ FIND_ESTADO_LOCKING = (
     .with_for_update(read=True)
 )
 
-# The writes one statement each, where a statement costs no round trip (SQLite) or the
-# compound statement does not exist (MySQL). Debits bind the row (`alvo`), a count (`n`:
-# units or orders) and money (`v`).
+# The writes one statement each, where a statement costs no round trip (SQLite). Debits bind
+# the row (`alvo`), a count (`n`: units or orders) and money (`v`).
 _DEBIT_PRODUTO = (
     update(_produtos)
     .where(_produtos.c.id == bindparam("alvo"))
@@ -193,8 +193,7 @@ def write(db: Connection, writes: Writes) -> list[int]:
     foreign-key checks never need to upgrade a shared lock; the counter shard comes last, as
     the only row of its kind a transaction locks, so it cannot take part in a cycle. On
     MariaDB everything after the request rows is one compound statement, so one round trip:
-    under load each round trip costs the order worker a wait for its interpreter, far more
-    than the server's work.
+    under load a round trip costs a batch far more than the server's work on a statement.
     """
     ids = _create_requests(db, writes)
     shard = pick_shard()
@@ -251,12 +250,11 @@ def _create_requests(db: Connection, writes: Writes) -> list[int]:
 
 
 def _compound(db: Connection) -> bool:
-    # BEGIN NOT ATOMIC ... END is MariaDB's; the raw text is written for %s placeholders.
+    # BEGIN NOT ATOMIC ... END is MariaDB's; the text is written for the %s placeholders of
+    # mysqlclient and PyMySQL.
     dialect = db.dialect
-    return bool(getattr(dialect, "is_mariadb", False)) and dialect.paramstyle in (
-        "format",
-        "pyformat",
-    )
+    mariadb = bool(getattr(dialect, "is_mariadb", False))
+    return mariadb and dialect.paramstyle in ("format", "pyformat")
 
 
 def _one_round_trip(db: Connection) -> bool:
@@ -267,16 +265,9 @@ def _one_round_trip(db: Connection) -> bool:
 def _write_each(db: Connection, writes: Writes, ids: Sequence[int], shard: int) -> None:
     """The writes one statement each."""
     agora = writes.agora
-    if writes.produtos or writes.clientes:
-        if _one_round_trip(db):
-            db.exec_driver_sql(*_paired_debit(writes.produtos, writes.clientes))
-        else:
-            for per_row, debits in (
-                (_DEBIT_PRODUTO, writes.produtos),
-                (_DEBIT_CLIENTE, writes.clientes),
-            ):
-                if debits:
-                    db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
+    for per_row, debits in ((_DEBIT_PRODUTO, writes.produtos), (_DEBIT_CLIENTE, writes.clientes)):
+        if debits:
+            db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
     concluded = [row.solicitacao for row in writes.pedidos if row.solicitacao is not None]
     if concluded:
         db.execute(_CONCLUDE_SOLICITACOES, {"ids": concluded, "agora": agora})
@@ -308,7 +299,7 @@ def _write_each(db: Connection, writes: Writes, ids: Sequence[int], shard: int) 
 def _paired_debit(
     produtos: Sequence[Debit], clientes: Sequence[Debit]
 ) -> tuple[str, tuple[Any, ...]]:
-    """One UPDATE of both tables (MariaDB/MySQL syntax), joined to a derived table whose k-th
+    """One UPDATE of both tables (MariaDB syntax), joined to a derived table whose k-th
     row carries the k-th produto's debit and the k-th cliente's (NULL past either's end).
     Every produto and cliente is named once, so each row is updated once."""
     rows = max(len(produtos), len(clientes))
