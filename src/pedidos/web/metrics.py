@@ -7,7 +7,9 @@ process then writes its samples to files there and `/metrics` sums them across w
 from __future__ import annotations
 
 import os
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -29,7 +31,9 @@ metrics = Blueprint("metrics", __name__)
 @metrics.get("/metrics")
 def expose() -> Response:
     """Every metric in Prometheus' text format (summed over workers in multiprocess mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        forget_dead_processes(Path(folder))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
@@ -38,6 +42,31 @@ def expose() -> Response:
     # content_type, not mimetype: the constant already carries its charset, and mimetype
     # would append a second one.
     return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+# A live gauge's samples, one file per process: gauge_livesum_<pid>.db.
+LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")
+
+
+def forget_dead_processes(folder: Path) -> None:
+    """Drop the live gauges of worker processes that are gone (killed, crashed and replaced),
+    so that an order in flight in a dead worker is not counted as in flight forever. Counters
+    and histograms keep what the dead process counted."""
+    for pid in {
+        int(m.group(1)) for f in folder.iterdir() if (m := LIVE_GAUGE_FILE.fullmatch(f.name))
+    }:
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process now holds that pid: not ours, gone
+        return False
+    return True
 
 
 def instrument_http(app: Flask) -> None:

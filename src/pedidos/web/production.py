@@ -109,6 +109,10 @@ def serve_production(host: str, port: int, workers: int) -> None:
         blocking_threads=BLOCKING_THREADS,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         workers_kill_timeout=GRACEFUL_SECONDS,
+        # A worker that dies (a crash, the OOM killer) is replaced while the others serve on;
+        # one that dies again within seconds of starting makes the server exit (granian's
+        # crash-loop guard), so a broken deployment still fails loudly.
+        respawn_failed_workers=True,
         log_access=False,
     )
     try:
