@@ -314,6 +314,20 @@ def order_factory(
     return make
 
 
+def mixed_orders(
+    clientes: list[int], produtos: list[int], **headers: str
+) -> Callable[[int], tuple[dict[str, Any], dict[str, str]]]:
+    """Orders of which one in four asks to be answered 202 (`Prefer: respond-async`) and the
+    others wait for their outcome: the acknowledgements a fault must not lose, both kinds."""
+    sync = order_factory(clientes, produtos, 1, **headers)
+    durable = order_factory(clientes, produtos, seed=4, Prefer="respond-async", **headers)
+
+    def make(index: int) -> tuple[dict[str, Any], dict[str, str]]:
+        return (durable if index % 4 == 0 else sync)(index)
+
+    return make
+
+
 def load_in_background(run: Callable[[], LoadResult]) -> tuple[threading.Thread, list[LoadResult]]:
     done: list[LoadResult] = []
     thread = threading.Thread(target=lambda: done.append(run()), daemon=True)

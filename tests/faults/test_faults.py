@@ -33,6 +33,7 @@ from tests.faults.harness import (
     StartService,
     assert_nothing_lost,
     load_in_background,
+    mixed_orders,
     order_factory,
     pending_count,
     report,
@@ -499,14 +500,7 @@ def test_10_sigterm_drains_during_load(
     clientes, produtos = seed_catalog(fault_engine, 300, "500.00", [5000] * 20)
     before = ledger(fault_engine)
     service = services(fault_url)
-    sync, durable = (
-        order_factory(clientes, produtos),
-        order_factory(clientes, produtos, seed=4, Prefer="respond-async"),
-    )
-
-    def mixed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        return (durable if index % 4 == 0 else sync)(index)
-
+    mixed = mixed_orders(clientes, produtos)
     load = LoadResult()
     thread, _ = load_in_background(lambda: run_load(service.url, 2000, 24, mixed, result=load))
     wait_until(lambda: load.sent >= 150, 30, "150 answers before the signal")

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from tests.faults.harness import (
     ServiceProcess,
     assert_nothing_lost,
     load_in_background,
-    order_factory,
+    mixed_orders,
     pending_count,
     report,
     run_load,
@@ -34,11 +33,7 @@ def test_sigterm_drains_the_production_server(
     clientes, produtos = seed_catalog(fault_engine, 300, "500.00", [5000] * 20)
     before = ledger(fault_engine)
     service = ProductionService(fault_url, tmp_path / "production.log").start()
-    sync = order_factory(clientes, produtos, 1, **service.auth)
-    durable = order_factory(clientes, produtos, seed=4, Prefer="respond-async", **service.auth)
-
-    def mixed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        return (durable if index % 4 == 0 else sync)(index)
+    mixed = mixed_orders(clientes, produtos, **service.auth)
 
     readiness: list[str] = []
     stop_probing = threading.Event()

@@ -9,7 +9,6 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ from tests.faults.harness import (
     ProductionService,
     assert_nothing_lost,
     load_in_background,
-    order_factory,
+    mixed_orders,
     pending_count,
     report,
     run_load,
@@ -77,11 +76,7 @@ def test_killed_workers_are_replaced_and_nothing_is_lost(
         PEDIDOS_LEASE_SECONDS="1",
         PEDIDOS_RECOVERY_INTERVAL="0.5",
     ).start()
-    sync = order_factory(clientes, produtos, 1, **service.auth)
-    durable = order_factory(clientes, produtos, seed=4, Prefer="respond-async", **service.auth)
-
-    def mixed(index: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        return (durable if index % 4 == 0 else sync)(index)
+    mixed = mixed_orders(clientes, produtos, **service.auth)
 
     replaced_in: list[float] = []
     try:
@@ -104,7 +99,7 @@ def test_killed_workers_are_replaced_and_nothing_is_lost(
         thread.join(120)
         load = done[0]
         assert service.process is not None and service.process.poll() is None
-        after_body, headers = sync(10_000)
+        after_body, headers = mixed(10_001)  # not a multiple of 4: it waits for its outcome
         late = httpx.post(f"{service.url}/pedido", json=after_body, headers=headers, timeout=30)
         assert late.status_code == 201, late.text
         load.created.append(late.json()["id"])
