@@ -183,6 +183,11 @@ class Writes:
     rejected: Sequence[tuple[int, str]]  # recorded requests rejected: (id, motivo as JSON)
     outcomes: Outcomes
 
+    @property
+    def concluded(self) -> list[int]:
+        """The recorded requests whose order commits."""
+        return [row.solicitacao for row in self.pedidos if row.solicitacao is not None]
+
 
 def write(db: Connection, writes: Writes) -> list[int]:
     """Create the direct orders' request rows; then debit the parent rows, settle the
@@ -268,7 +273,7 @@ def _write_each(db: Connection, writes: Writes, ids: Sequence[int], shard: int) 
     for per_row, debits in ((_DEBIT_PRODUTO, writes.produtos), (_DEBIT_CLIENTE, writes.clientes)):
         if debits:
             db.execute(per_row, [{"alvo": i, "n": n, "v": v} for i, (n, v) in debits])
-    concluded = [row.solicitacao for row in writes.pedidos if row.solicitacao is not None]
+    concluded = writes.concluded
     if concluded:
         db.execute(_CONCLUDE_SOLICITACOES, {"ids": concluded, "agora": agora})
     if writes.rejected:
@@ -331,7 +336,7 @@ def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[
         sql, debit_params = _paired_debit(writes.produtos, writes.clientes)
         parts.append(sql)
         params += debit_params
-    concluded = [row.solicitacao for row in writes.pedidos if row.solicitacao is not None]
+    concluded = writes.concluded
     if concluded:
         parts.append(
             "UPDATE solicitacoes SET estado = %s, prazo = NULL, atualizado_em = agora"

@@ -62,9 +62,7 @@ def forget_dead_processes(folder: Path) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process now holds that pid: not ours, gone
+    except (ProcessLookupError, PermissionError):  # gone, or the pid is someone else's now
         return False
     return True
 
