@@ -63,6 +63,21 @@ def test_metrics_count_orders_by_outcome_and_http_by_route(app: Flask, store: St
     assert after[("pedidos_db_pool_checked_out", ())] == 0
 
 
+def test_made_up_request_methods_share_one_label(app: Flask) -> None:
+    """A client cannot grow the metrics without bound by inventing methods."""
+    client = app.test_client()
+    before = samples(app)
+    for method in ("FOO1", "FOO2", "BREW"):
+        assert client.open("/pedido", method=method).status_code == 405
+    after = samples(app)
+    key = (
+        "pedidos_http_requests_total",
+        (("endpoint", "unmatched"), ("method", "other"), ("status", "405")),
+    )
+    assert after.get(key, 0.0) - before.get(key, 0.0) == 3
+    assert not [labels for _name, labels in after if ("method", "FOO1") in labels]
+
+
 def test_request_id_follows_the_order_into_the_worker_and_back(
     app: Flask, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,6 +13,7 @@ import time
 
 from flask import Flask, g, request
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import Rule
 
 from pedidos.config import Settings
 from pedidos.web.problems import Problem
@@ -74,7 +75,7 @@ def forbidden(detail: str) -> Problem:
 
 
 def bearer() -> str | None:
-    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, offered = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
     return offered.strip() if scheme.lower() == "bearer" and offered.strip() else None
 
 
@@ -100,10 +101,10 @@ def authenticate(
     return principal
 
 
-def authorize(principal: Principal) -> None:
-    if request.url_rule is None:
+def authorize(principal: Principal, rule: Rule | None) -> None:
+    if rule is None:
         return  # no such route: any valid token may learn that (404 or 405 follows)
-    wanted = ENDPOINT_SCOPES.get(request.endpoint or "", ("admin",))
+    wanted = ENDPOINT_SCOPES.get(rule.endpoint, ("admin",))
     if not any(principal.allows(scope) for scope in wanted):
         raise forbidden(f"This token lacks the scope this route needs: {' or '.join(wanted)}.")
 
@@ -120,7 +121,7 @@ def register_access(app: Flask, settings: Settings, sessions: sessionmaker[Sessi
             return
         principal = authenticate(settings, sessions, cache)
         g.principal = principal
-        authorize(principal)
+        authorize(principal, request.url_rule)
 
 
 def require_cliente(cliente_id: int) -> None:

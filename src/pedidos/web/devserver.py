@@ -9,7 +9,7 @@ from http import HTTPStatus
 
 from werkzeug.serving import WSGIRequestHandler
 
-from pedidos.web.guards import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from pedidos.web.guards import SECURITY_HEADERS
 from pedidos.web.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 
 
@@ -36,8 +36,7 @@ class ProblemRequestHandler(WSGIRequestHandler):
         self.send_header("Connection", "close")
         self.send_header("Content-Type", PROBLEM_MEDIA_TYPE)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in SECURITY_HEADERS:
             self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):

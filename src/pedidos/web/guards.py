@@ -7,11 +7,16 @@ message framing (a body we cannot delimit is never read as empty), then cross-si
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, request
+from flask import Flask, request
 
 from pedidos.web.problems import Problem
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes come from load balancers that address the instance by its IP: they carry no data
@@ -30,13 +35,16 @@ CONTENT_SECURITY_POLICY = (
 DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
     "style-src 'self'", "style-src 'self' 'unsafe-inline'"
 )
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
+_ALWAYS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+]
+# What every response carries; the docs pages, with their own policy.
+SECURITY_HEADERS = (("Content-Security-Policy", CONTENT_SECURITY_POLICY), *_ALWAYS)
+DOCS_SECURITY_HEADERS = (("Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY), *_ALWAYS)
 
 
 def host_name(host: str) -> str | None:
@@ -63,10 +71,10 @@ def host_allowed(name: str, allowed: tuple[str, ...]) -> bool:
     return False
 
 
-def check_host(allowed: tuple[str, ...]) -> None:
-    if request.path in PROBES:
+def check_host(environ: WSGIEnvironment, allowed: tuple[str, ...]) -> None:
+    if environ.get("PATH_INFO") in PROBES:
         return
-    name = host_name(request.environ.get("HTTP_HOST", ""))
+    name = host_name(environ.get("HTTP_HOST", ""))
     if name is None or not host_allowed(name, allowed):
         raise Problem(
             400,
@@ -76,10 +84,10 @@ def check_host(allowed: tuple[str, ...]) -> None:
         )
 
 
-def check_framing() -> None:
+def check_framing(environ: WSGIEnvironment) -> None:
     """Refuse a body whose length cannot be known for sure (RFC 9112, section 6)."""
-    length = request.environ.get("CONTENT_LENGTH", "")
-    coding = request.environ.get("HTTP_TRANSFER_ENCODING")
+    length = environ.get("CONTENT_LENGTH", "")
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
     problem = None
     if length and not CONTENT_LENGTH.fullmatch(length.strip()):
         problem = "Content-Length must be a non-negative decimal number."
@@ -91,20 +99,20 @@ def check_framing() -> None:
         raise Problem(400, "enquadramento-invalido", "Malformed message framing", problem)
 
 
-def check_same_origin() -> None:
+def check_same_origin(environ: WSGIEnvironment) -> None:
     """A browser's write must come from a page of this service (Fetch Metadata, then Origin).
 
     Clients that are not browsers send neither header and are not concerned: they cannot be
     made to act by a page from another site.
     """
-    if request.method in SAFE_METHODS:
+    if environ["REQUEST_METHOD"] in SAFE_METHODS:
         return
-    site = request.headers.get("Sec-Fetch-Site")
-    origin = request.headers.get("Origin")
+    site = environ.get("HTTP_SEC_FETCH_SITE")
+    origin = environ.get("HTTP_ORIGIN")
     if site is not None:
         allowed = site.strip().lower() in {"same-origin", "none"}
     elif origin is not None:
-        allowed = origin_host(origin) == request.environ.get("HTTP_HOST", "").strip().lower()
+        allowed = origin_host(origin) == environ.get("HTTP_HOST", "").strip().lower()
     else:
         return
     if not allowed:
@@ -128,28 +136,39 @@ def origin_host(origin: str) -> str | None:
     return parts.netloc.lower()
 
 
-def add_security_headers(response: Response) -> Response:
-    """Add each header the view did not set itself (one pass: Headers lookups are linear)."""
-    docs = request.path == "/docs" or request.path.startswith("/docs/")
-    policy = DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY
-    present = {name.lower() for name, _value in response.headers.items()}
-    response.headers.extend(
-        [
-            (name, value)
-            for name, value in (("Content-Security-Policy", policy), *SECURITY_HEADERS.items())
-            if name.lower() not in present
-        ]
-    )
-    return response
+class SecurityHeaders:
+    """WSGI middleware: add each security header the app did not set itself.
+
+    At the WSGI level rather than in an after_request hook: the headers are constants, added
+    to the response's list as they are, where Werkzeug would check each value again on every
+    request. Every response passes here, error pages included.
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        docs = path == "/docs" or path.startswith("/docs/")
+        added = DOCS_SECURITY_HEADERS if docs else SECURITY_HEADERS
+
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            present = {name.lower() for name, _value in headers}
+            headers.extend(pair for pair in added if pair[0].lower() not in present)
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
 
 
 def register_guards(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
     """Run the checks before every view and add the headers to every response."""
+    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.before_request
     def _guard() -> None:
-        check_host(allowed_hosts)
-        check_framing()
-        check_same_origin()
-
-    app.after_request(add_security_headers)
+        environ = request.environ
+        check_host(environ, allowed_hosts)
+        check_framing(environ)
+        check_same_origin(environ)

@@ -26,6 +26,8 @@ from sqlalchemy import Engine, event
 from pedidos.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
 
 metrics = Blueprint("metrics", __name__)
+# Request methods counted by name; any other a client makes up is "other" (bounded labels).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @metrics.get("/metrics")
@@ -80,13 +82,16 @@ def instrument_http(app: Flask) -> None:
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        started = request.environ.get("pedidos.started")
-        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        key = (request.method, endpoint, response.status_code)
+        environ = request.environ
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else "unmatched"
+        method = environ["REQUEST_METHOD"]
+        key = (method if method in METHODS else "other", endpoint, response.status_code)
         counter = counters.get(key)
         if counter is None:
             counter = counters[key] = HTTP_REQUESTS.labels(key[0], endpoint, str(key[2]))
         counter.inc()
+        started = environ.get("pedidos.started")
         if started is not None:
             timer = timers.get(endpoint)
             if timer is None:

@@ -42,7 +42,7 @@ def register_request_ids(app: Flask) -> None:
 
     @app.before_request
     def _take_request_id() -> None:
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        offered = request.environ.get("HTTP_X_REQUEST_ID", "")
         request_id.set(offered if _ACCEPTABLE_ID.fullmatch(offered) else new_request_id())
 
     @app.after_request
