@@ -312,11 +312,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
-def raw_request(url: str, data: bytes, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are, read the whole answer: status, headers, body."""
+def raw_request(
+    url: str, data: bytes, timeout: float = 5.0, *, end_sending: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (then close the sending side if `end_sending`), read the whole
+    answer: status, headers, body."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as connection:
         connection.sendall(data)
+        if end_sending:
+            connection.shutdown(socket.SHUT_WR)
         received = b""
         try:
             while chunk := connection.recv(65536):

@@ -230,3 +230,16 @@ def test_broken_framing_on_the_dev_server_is_a_4xx_problem(
             assert f"urn:pedidos:problem:{slug}".encode() in body
         # The server is still there for the next client.
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_body_shorter_than_its_content_length_is_a_400(lite_app: Flask) -> None:
+    """Not an order read from what did arrive: the client went away mid-body."""
+    body = b'{"cliente_id": 1, "itens": [{"produto_id": 1, "quantidade": 1}]}'
+    head = b"POST /pedido HTTP/1.1\r\n" + HEAD + b"Content-Type: application/json\r\n"
+    with serving(lite_app) as url:
+        got, headers, answer = raw_request(
+            url, head + b"Content-Length: %d\r\n\r\n" % (len(body) + 10) + body, end_sending=True
+        )
+        assert got == 400, answer[:200]
+        assert headers["content-type"] == PROBLEM
+        assert b"urn:pedidos:problem:bad-request" in answer

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ValidationError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from pedidos.orders.transaction import RANDOM_PEDIDO, PedidoRequest, RandomPedido
 from pedidos.web.access import require_cliente, require_unbound
@@ -67,34 +67,50 @@ def read_pedido_body() -> PedidoRequest | RandomPedido:
 def read_body() -> bytes:
     """The whole body, at most MAX_CONTENT_LENGTH bytes, however it is framed.
 
-    Werkzeug checks a declared Content-Length itself. A chunked body has none: it is read
-    here up to one byte past the limit, so that an oversized one is refused, not cut short.
-    A body the server cannot de-chunk is the client's error, never a server failure.
+    A declared Content-Length over the limit is refused before reading, and a body shorter
+    than declared is the client's disconnect. A chunked body has no length: it is read up to
+    one byte past the limit, so that an oversized one is refused, not cut short. A body the
+    server cannot read or de-chunk is the client's error, never a server failure.
     """
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
-        return request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413
-    stream = request.environ["wsgi.input"]
-    chunks: list[bytes] = []
-    size = 0
+    environ = request.environ
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RequestEntityTooLarge()
+    if declared is None and not environ.get("wsgi.input_terminated"):
+        return b""  # neither a length nor a server that ends the stream: no body to read
+    wanted = declared if declared is not None else limit + 1
     try:
-        while size <= limit:
-            chunk = stream.read(min(65536, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = _read_up_to(environ["wsgi.input"], wanted)
     except HTTPException:
         raise
-    except Exception:  # the server's de-chunking failed: InvalidChunkSize, OSError, ...
+    except Exception:  # the server's reading failed: InvalidChunkSize, OSError, ...
         raise Problem(
             400,
             "corpo-malformado",
             "Malformed body",
-            "The chunked body could not be decoded.",
+            "The body could not be read: cut short, or its chunks could not be decoded.",
         ) from None
-    if size > limit:
+    if declared is not None and len(data) < declared:
+        raise ClientDisconnected()
+    if len(data) > limit:
         raise RequestEntityTooLarge()
+    return data
+
+
+def _read_up_to(stream: IO[bytes], size: int) -> bytes:
+    """Read until `size` bytes or the end of the stream (a read may return fewer)."""
+    data = stream.read(size) if size else b""
+    if len(data) == size or not data:
+        return data
+    chunks = [data]
+    received = len(data)
+    while received < size:
+        chunk = stream.read(min(65536, size - received))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        received += len(chunk)
     return b"".join(chunks)
 
 
