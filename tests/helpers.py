@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
 from pedidos.orders.invariants import Ledger, take_ledger
-from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.processor import Answer, PedidoProcessor
 from pedidos.orders.solicitacoes import record_solicitacao
 from pedidos.orders.transaction import (
     ItemRequest,
@@ -220,12 +220,12 @@ def held_until(release: threading.Event) -> Work:
     return held
 
 
-def outcomes_of(futures: list[Future[PedidoResult]]) -> list[PedidoResult | Exception]:
+def outcomes_of(answers: list[Answer[PedidoResult]]) -> list[PedidoResult | Exception]:
     """Wait for every order: its result, or the rejection or error it raised."""
     outcomes: list[PedidoResult | Exception] = []
-    for future in futures:
+    for answer in answers:
         try:
-            outcomes.append(future.result(timeout=60))
+            outcomes.append(answer.result(timeout=60))
         except Exception as error:
             outcomes.append(error)
     return outcomes

@@ -6,7 +6,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future
 from decimal import Decimal
 
 import httpx
@@ -18,7 +17,7 @@ from pedidos.app import create_app
 from pedidos.bench.baseline import make_naive, naive_read_modify_write
 from pedidos.config import Settings
 from pedidos.orders.invariants import missing_pedidos, violations
-from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.processor import Answer, PedidoProcessor
 from pedidos.orders.transaction import (
     ItemRequest,
     PedidoRejeitado,
@@ -44,13 +43,13 @@ def submit_together(
     processor: PedidoProcessor, requests: list[PedidoRequest]
 ) -> list[PedidoResult | Exception]:
     """Submit every request from its own thread at the same instant; wait for all outcomes."""
-    futures: list[Future[PedidoResult]] = [
-        f
-        for f in release_together(len(requests), lambda i: processor.submit(requests[i]))
-        if isinstance(f, Future)
+    answers: list[Answer[PedidoResult]] = [
+        a
+        for a in release_together(len(requests), lambda i: processor.submit(requests[i]))
+        if isinstance(a, Answer)
     ]
-    assert len(futures) == len(requests)
-    return outcomes_of(futures)
+    assert len(answers) == len(requests)
+    return outcomes_of(answers)
 
 
 @pytest.mark.parametrize("batch_size", [1, 16], ids=["one-by-one", "batched"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -16,7 +18,7 @@ from pedidos.orders.batches import (
     backoff_seconds,
     retry_code,
 )
-from pedidos.orders.processor import PedidoProcessor
+from pedidos.orders.processor import Answer, PedidoProcessor
 from pedidos.orders.transaction import PedidoRequest, PedidoResult, Settled, place_pedidos
 from tests.helpers import MakeProcessor, Store, mysql_error, order_request, outcomes_of
 
@@ -94,3 +96,20 @@ def test_process_pool_runs_orders_with_its_own_engines(
     assert processor.stats().rejected == {"estoque_insuficiente": 2}
     assert store.estoque(produto) == 0
     assert store.saldo(cliente) == Decimal("70.00")
+
+
+def test_an_answer_is_waited_for_once_set_and_then_read_by_anyone() -> None:
+    waiting: Answer[int] = Answer()
+    with pytest.raises(TimeoutError):
+        waiting.result(timeout=0.05)
+    threading.Timer(0.1, waiting.set_result, (7,)).start()
+    started = time.monotonic()
+    assert waiting.result(timeout=5) == 7
+    assert time.monotonic() - started >= 0.05  # it did wait for the worker
+    assert waiting.result(timeout=0) == 7  # and reads again at once, as often as asked
+
+    failed: Answer[int] = Answer()
+    failed.set_exception(LookupError("gone"))
+    for _ in range(2):
+        with pytest.raises(LookupError, match="gone"):
+            failed.result(timeout=0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,10 +55,10 @@ class Gateway:
     def place(self, order: PedidoRequest | RandomPedido) -> PedidoResult:
         """One transaction on the pool; the caller waits for it. Nothing is stored on
         rejection but the count."""
-        future = self.processor.submit(order)
+        answer = self.processor.submit(order)
         try:
-            return future.result(timeout=self.request_timeout)
-        except FutureTimeout:
+            return answer.result(timeout=self.request_timeout)
+        except TimeoutError:
             raise AnswerTimedOut() from None
 
     def place_solicitacao(
@@ -74,14 +73,14 @@ class Gateway:
         if isinstance(recorded, SolicitacaoSnapshot):
             return self._replay(recorded, order)
         try:
-            future = self.processor.submit(SolicitacaoRef(recorded), count_refusal=False)
+            answer = self.processor.submit(SolicitacaoRef(recorded), count_refusal=False)
         except Overloaded:
             return recorded  # recorded already: recovery runs it once its grace period ends
         try:
-            return future.result(timeout=wait)
+            return answer.result(timeout=wait)
         except (PedidoRejeitado, ProcessingFailed):
             raise
-        except (FutureTimeout, CommitOutcomeUnknown):
+        except (TimeoutError, CommitOutcomeUnknown):
             return recorded
         except Exception as error:  # the request stays pending: recovery retries it
             log.warning("solicitacao %s will be retried by recovery: %s", recorded, error)

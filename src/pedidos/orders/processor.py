@@ -9,8 +9,9 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,13 +58,50 @@ class ProcessorStats:
     retries: dict[str, int] = field(default_factory=dict)
 
 
+T = TypeVar("T")
+
+
+class Answer(Generic[T]):
+    """The outcome of one order, set once by its worker and awaited by its caller.
+
+    One lock, held until the outcome is set: the cheapest hand-off between two threads, where
+    a concurrent.futures.Future takes a condition variable, its lock and a fresh waiter lock
+    for every wait (the callbacks, cancellation and waiting on many are not needed here).
+    """
+
+    __slots__ = ("_error", "_set", "_value")
+
+    def __init__(self) -> None:
+        self._set = threading.Lock()
+        self._set.acquire()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def set_result(self, value: T) -> None:
+        self._value = value
+        self._set.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._set.release()
+
+    def result(self, timeout: float | None = None) -> T:
+        """The outcome, or its exception raised; TimeoutError when not set within `timeout`."""
+        if not self._set.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError()
+        self._set.release()  # the next call (or another waiter) returns at once
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)  # set, as no error was
+
+
 @dataclass(frozen=True)
 class _Entry:
     """One admitted order: what to run, who waits for it, and for the log line, since when
     and for which request."""
 
     job: Job
-    future: Future[PedidoResult]
+    answer: Answer[PedidoResult]
     admitted: float
     caller: str | None
 
@@ -154,8 +192,8 @@ class PedidoProcessor:
             self._count_refusal()
             raise Overloaded(retry_after=1)
 
-    def submit(self, job: Job, *, count_refusal: bool = True) -> Future[PedidoResult]:
-        """Queue one order; the future yields its result or raises its rejection or error.
+    def submit(self, job: Job, *, count_refusal: bool = True) -> Answer[PedidoResult]:
+        """Queue one order; its answer yields its result or raises its rejection or error.
 
         `count_refusal=False` is for a caller that has a fallback when the queue is full (a
         solicitacao waits for recovery), so its refusal is no overload seen by a client.
@@ -167,7 +205,7 @@ class PedidoProcessor:
                 refused = True
             else:
                 refused = False
-                entry = _Entry(job, Future(), time.perf_counter(), request_id.get())
+                entry = _Entry(job, Answer(), time.perf_counter(), request_id.get())
                 self._waiting.append(entry)
                 self._publish_depth()
                 # Decided under the lock that a worker also holds when it stops: an order is
@@ -184,7 +222,7 @@ class PedidoProcessor:
                 self._count_refusal()
             raise Overloaded(retry_after=1)
         metrics.IN_FLIGHT.inc()
-        return entry.future
+        return entry.answer
 
     def _count_refusal(self) -> None:
         with self._lock:
@@ -243,9 +281,9 @@ class PedidoProcessor:
             metrics.ORDER_SECONDS.observe(seconds)
             _log_outcome(result, seconds, len(batch), entry.caller)
             if isinstance(result, PedidoResult):
-                entry.future.set_result(result)
+                entry.answer.set_result(result)
             else:
-                entry.future.set_exception(result)
+                entry.answer.set_exception(result)
 
     def _publish_depth(self) -> None:
         metrics.QUEUE_DEPTH.set(len(self._waiting))
