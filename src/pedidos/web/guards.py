@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from flask import Flask, request
@@ -16,6 +16,7 @@ from flask import Flask, request
 from pedidos.web.problems import Problem
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -141,7 +142,7 @@ class SecurityHeaders:
 
     At the WSGI level rather than in an after_request hook: the headers are constants, added
     to the response's list as they are, where Werkzeug would check each value again on every
-    request. Every response passes here, error pages included.
+    request. Every response the app makes passes here, its error pages included.
     """
 
     def __init__(self, app: WSGIApplication) -> None:
@@ -153,7 +154,7 @@ class SecurityHeaders:
         added = DOCS_SECURITY_HEADERS if docs else SECURITY_HEADERS
 
         def start(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
             present = {name.lower() for name, _value in headers}
             headers.extend(pair for pair in added if pair[0].lower() not in present)

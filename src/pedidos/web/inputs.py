@@ -100,18 +100,15 @@ def read_body() -> bytes:
 
 def _read_up_to(stream: IO[bytes], size: int) -> bytes:
     """Read until `size` bytes or the end of the stream (a read may return fewer)."""
-    data = stream.read(size) if size else b""
-    if len(data) == size or not data:
-        return data
-    chunks = [data]
-    received = len(data)
+    chunks: list[bytes] = []
+    received = 0
     while received < size:
-        chunk = stream.read(min(65536, size - received))
+        chunk = stream.read(size - received)
         if not chunk:
             break
         chunks.append(chunk)
         received += len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_json_body(model: type[Model], what: str) -> Model | None:
