@@ -54,6 +54,7 @@ class JsonAccessLog(WSGIRequestHandler):
     """
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # http.server logs a response as it starts it, before its size is known: no size here.
         path = getattr(self, "path", None)
         access_log.info(
             "%s %s %s",
@@ -64,7 +65,6 @@ class JsonAccessLog(WSGIRequestHandler):
                 "method": self.command,
                 "path": path,
                 "status": int(code) if str(code).isdigit() else str(code),
-                "bytes": int(size) if str(size).isdigit() else None,
                 "remote_addr": self.address_string(),
             },
         )
