@@ -53,6 +53,14 @@ def pending_ids(engine: Engine) -> list[int]:
         )
 
 
+def processor_retries(url: str) -> dict[str, int]:
+    """The retries the service's processor counted, by error code (from GET /status)."""
+    response = httpx.get(f"{url}/status", timeout=10)
+    assert response.status_code == 200, response.text[:300]
+    retries: dict[str, int] = response.json()["processor"]["retries"]
+    return retries
+
+
 def test_01_hot_produtos_under_64_clients(
     fault_engine: Engine, fault_url: str, services: StartService
 ) -> None:
@@ -305,7 +313,7 @@ def test_05_connections_killed_at_random(
         thread.join(10)
         admin.dispose()
     wait_until(lambda: pending_count(fault_engine) == 0, 60, "pending requests settle")
-    retries = httpx.get(f"{service.url}/status").json()["processor"]["retries"]
+    retries = processor_retries(service.url)
 
     with fault_engine.connect() as connection:
         pedidos = connection.execute(select(func.count()).select_from(Pedido)).scalar_one()
@@ -368,7 +376,7 @@ def test_06_lock_held_past_the_timeout_and_forced_deadlocks(
         responses = release_together(len(orders), lambda i: client.post("/pedido", json=orders[i]))
     holder.join(30)
     assert not holder.is_alive()
-    retries = httpx.get(f"{service.url}/status").json()["processor"]["retries"]
+    retries = processor_retries(service.url)
 
     statuses = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in responses]
     assert statuses == [201] * 40, statuses
