@@ -113,3 +113,25 @@ def test_an_answer_is_waited_for_once_set_and_then_read_by_anyone() -> None:
     for _ in range(2):
         with pytest.raises(LookupError, match="gone"):
             failed.result(timeout=0)
+    with pytest.raises(TimeoutError):
+        Answer[int]().result(timeout=-1)  # a negative timeout polls, as for a Future
+
+
+def test_an_answer_wakes_every_waiter_and_is_given_once() -> None:
+    answer: Answer[str] = Answer()
+    got: list[str] = []
+    waiters = [
+        threading.Thread(target=lambda: got.append(answer.result(timeout=5))) for _ in range(8)
+    ]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.05)
+    answer.set_result("first")
+    for waiter in waiters:
+        waiter.join(5)
+    assert got == ["first"] * 8
+    with pytest.raises(RuntimeError):
+        answer.set_result("second")
+    with pytest.raises(RuntimeError):
+        answer.set_exception(LookupError("late"))
+    assert answer.result(timeout=0) == "first"

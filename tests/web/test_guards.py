@@ -3,8 +3,9 @@ headers; and the security headers every response carries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -13,8 +14,11 @@ from flask.testing import FlaskClient
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.web.guards import host_allowed, host_name
+from pedidos.web.guards import SecurityHeaders, host_allowed, host_name
 from tests.helpers import PROBLEM, Store, order_body, raw_request, runtime_of, serving
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
 @pytest.fixture
@@ -41,6 +45,26 @@ def test_every_response_carries_the_security_headers(client: FlaskClient) -> Non
         assert response.headers["Referrer-Policy"] == "no-referrer"
     # Only the API docs page allows inline styles (Swagger UI needs them); never scripts.
     assert "'unsafe-inline'" not in client.get("/").headers["Content-Security-Policy"]
+    docs_csp = client.get("/docs").headers["Content-Security-Policy"]
+    assert "style-src 'self' 'unsafe-inline'" in docs_csp and "script-src 'self';" in docs_csp
+
+
+def test_a_security_header_the_app_sets_itself_is_kept_and_not_repeated() -> None:
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("x-frame-options", "SAMEORIGIN")]
+        )
+        return [b"ok"]
+
+    sent: list[tuple[str, str]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
+        sent.extend(headers)
+
+    assert list(SecurityHeaders(app)({"PATH_INFO": "/"}, start_response)) == [b"ok"]
+    names = [name.lower() for name, _value in sent]
+    assert ("x-frame-options", "SAMEORIGIN") in sent and names.count("x-frame-options") == 1
+    assert names.count("content-security-policy") == 1 and "x-content-type-options" in names
 
 
 @pytest.mark.parametrize(
@@ -170,6 +194,13 @@ HEAD = b"Host: 127.0.0.1\r\nConnection: close\r\n"
     [
         (b"POST /pedido HTTP/1.1\r\n" + HEAD + b"Content-Length: -1\r\n\r\n", 400, None),
         (b"POST /pedido HTTP/1.1\r\n" + HEAD + b"Content-Length: 1x\r\n\r\n{", 400, None),
+        (
+            b"POST /pedido HTTP/1.1\r\n"
+            + HEAD
+            + b"Content-Type: application/json\r\nContent-Length: 2\x0b\r\n\r\n{}",
+            400,
+            "enquadramento-invalido",
+        ),
         (b"POST /pedido HTTP/1.1\r\n" + HEAD + b"Transfer-Encoding: xchunked\r\n\r\n", 400, None),
         (
             b"POST /pedido HTTP/1.1\r\n"
@@ -209,6 +240,7 @@ HEAD = b"Host: 127.0.0.1\r\nConnection: close\r\n"
     ids=[
         "cl-negative",
         "cl-junk",
+        "cl-odd-space",
         "xchunked",
         "te-and-cl",
         "bad-chunk",

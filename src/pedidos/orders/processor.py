@@ -69,30 +69,44 @@ class Answer(Generic[T]):
     for every wait (the callbacks, cancellation and waiting on many are not needed here).
     """
 
-    __slots__ = ("_error", "_set", "_value")
+    __slots__ = ("_error", "_given", "_set", "_value")
 
     def __init__(self) -> None:
         self._set = threading.Lock()
         self._set.acquire()
+        self._given = False
         self._value: T | None = None
         self._error: BaseException | None = None
 
     def set_result(self, value: T) -> None:
-        self._value = value
-        self._set.release()
+        self._give(value, None)
 
     def set_exception(self, error: BaseException) -> None:
-        self._error = error
+        self._give(None, error)
+
+    def _give(self, value: T | None, error: BaseException | None) -> None:
+        # Only the order's one worker sets it, once; a second outcome must not replace the
+        # first under a caller that is reading it.
+        if self._given:
+            raise RuntimeError("this answer was already given")
+        self._given = True
+        self._value, self._error = value, error
         self._set.release()
 
     def result(self, timeout: float | None = None) -> T:
         """The outcome, or its exception raised; TimeoutError when not set within `timeout`."""
-        if not self._set.acquire(timeout=-1 if timeout is None else timeout):
+        if not self._set.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
             raise TimeoutError()
         self._set.release()  # the next call (or another waiter) returns at once
-        if self._error is not None:
-            raise self._error
-        return cast(T, self._value)  # set, as no error was
+        error = self._error
+        if error is None:
+            return cast(T, self._value)
+        try:
+            raise error
+        finally:
+            # The traceback holds this frame: drop its references, so that no cycle keeps
+            # the error and the caller's frames alive until the garbage collector runs.
+            del self, error
 
 
 @dataclass(frozen=True)

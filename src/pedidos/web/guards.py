@@ -36,13 +36,13 @@ CONTENT_SECURITY_POLICY = (
 DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
     "style-src 'self'", "style-src 'self' 'unsafe-inline'"
 )
-_ALWAYS = [
+_ALWAYS = (
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
-]
+)
 # What every response carries; the docs pages, with their own policy.
 SECURITY_HEADERS = (("Content-Security-Policy", CONTENT_SECURITY_POLICY), *_ALWAYS)
 DOCS_SECURITY_HEADERS = (("Content-Security-Policy", DOCS_CONTENT_SECURITY_POLICY), *_ALWAYS)
@@ -90,7 +90,9 @@ def check_framing(environ: WSGIEnvironment) -> None:
     length = environ.get("CONTENT_LENGTH", "")
     coding = environ.get("HTTP_TRANSFER_ENCODING")
     problem = None
-    if length and not CONTENT_LENGTH.fullmatch(length.strip()):
+    # Only spaces and tabs surround a header value (RFC 9110, section 5.5); Python's strip()
+    # would also take vertical tabs and the like, which Werkzeug then reads as no length.
+    if length and not CONTENT_LENGTH.fullmatch(length.strip(" \t")):
         problem = "Content-Length must be a non-negative decimal number."
     elif coding is not None and coding.strip().lower() != "chunked":
         problem = "The only Transfer-Encoding accepted is chunked."
@@ -157,8 +159,8 @@ class SecurityHeaders:
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
             present = {name.lower() for name, _value in headers}
-            headers.extend(pair for pair in added if pair[0].lower() not in present)
-            return start_response(status, headers, exc_info)
+            missing = [pair for pair in added if pair[0].lower() not in present]
+            return start_response(status, headers + missing, exc_info)
 
         return self.app(environ, start)
 

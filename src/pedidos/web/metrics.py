@@ -85,7 +85,7 @@ def instrument_http(app: Flask) -> None:
         environ = request.environ
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else "unmatched"
-        method = environ["REQUEST_METHOD"]
+        method = environ["REQUEST_METHOD"].upper()  # as routing reads it
         key = (method if method in METHODS else "other", endpoint, response.status_code)
         counter = counters.get(key)
         if counter is None:

@@ -11,6 +11,7 @@ from flask import Flask, Response, request
 from pedidos.tracing import request_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 # A caller's id is echoed into logs, so it must be short and harmless: no spaces or quotes.
 _ACCEPTABLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -42,7 +43,7 @@ def register_request_ids(app: Flask) -> None:
 
     @app.before_request
     def _take_request_id() -> None:
-        offered = request.environ.get("HTTP_X_REQUEST_ID", "")
+        offered = request.environ.get(_REQUEST_ID_ENVIRON, "")
         request_id.set(offered if _ACCEPTABLE_ID.fullmatch(offered) else new_request_id())
 
     @app.after_request
