@@ -200,22 +200,23 @@ def write(db: Connection, writes: Writes) -> list[int]:
     MariaDB everything after the request rows is one compound statement, so one round trip:
     under load a round trip costs a batch far more than the server's work on a statement.
     """
-    ids = _create_requests(db, writes)
+    compound = _compound(db)
+    ids = _create_requests(db, writes, compound)
     shard = pick_shard()
-    if _compound(db):
+    if compound:
         db.exec_driver_sql(*_script(writes, ids, shard))
     else:
         _write_each(db, writes, ids, shard)
     return ids
 
 
-def _create_requests(db: Connection, writes: Writes) -> list[int]:
+def _create_requests(db: Connection, writes: Writes, compound: bool) -> list[int]:
     """Insert the direct orders' request rows in one multi-row INSERT ... RETURNING; return
     every pedido's id. (A compound statement could insert them too, but only a row at a time
     to read each id back, which costs the server more than the round trip it saves.)"""
     new = [row for row in writes.pedidos if row.solicitacao is None]
     created: Sequence[int] = ()
-    if new and _compound(db):
+    if new and compound:
         # Raw text: SQLAlchemy's insertmanyvalues costs more CPU here than the server's work.
         # An auto-increment key numbers a multi-row INSERT's rows upwards in the order given
         # (SQLAlchemy's MySQL dialect relies on the same), so sorted ids match the rows.

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import Rule
 
 from pedidos.config import Settings
+from pedidos.web.guards import PROBES
 from pedidos.web.problems import Problem
 from pedidos.web.tokens import ADMIN, Principal, verify_token
 from pedidos.web.visibility import current_principal
 
-PROBES = frozenset({"/healthz", "/readyz"})
 READ = ("read",)
 ENDPOINT_SCOPES: dict[str, tuple[str, ...]] = {
     "api.create_pedido": ("orders",),

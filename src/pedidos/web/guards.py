@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Probes come from load balancers that address the instance by its IP: they carry no data
-# that depends on the Host header, so they answer whatever name they were asked by.
+# Probes come from load balancers that address the instance by its IP and hold no token:
+# they carry no data that depends on the Host header or the caller, so they answer any name
+# and anyone (production too).
 PROBES = frozenset({"/healthz", "/readyz"})
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 HOSTNAME = re.compile(r"[a-z0-9.\-]{1,253}")
