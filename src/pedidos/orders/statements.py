@@ -222,8 +222,9 @@ def _create_requests(db: Connection, writes: Writes, compound: bool) -> list[int
         # (SQLAlchemy's MySQL dialect relies on the same), so sorted ids match the rows.
         rows = ", ".join(["(%s, %s, 1, %s, %s)"] * len(new))
         params: list[Any] = []
+        agora = _datetime_text(writes.agora)
         for row in new:
-            params += (row.payload, Estado.CONCLUIDO.value, writes.agora, writes.agora)
+            params += (row.payload, Estado.CONCLUIDO.value, agora, agora)
         created = sorted(
             db.exec_driver_sql(
                 "INSERT INTO solicitacoes (payload, estado, tentativas, criado_em, atualizado_em)"
@@ -253,6 +254,13 @@ def _create_requests(db: Connection, writes: Writes, compound: bool) -> list[int
     return [
         row.solicitacao if row.solicitacao is not None else next(fresh) for row in writes.pedidos
     ]
+
+
+def _datetime_text(moment: datetime) -> str:
+    """A naive UTC timestamp as MariaDB reads it. The drivers render a datetime parameter
+    in Python, several times dearer than escaping this text: it counts where a batch binds
+    its one timestamp twice per order."""
+    return moment.isoformat(" ")
 
 
 def _compound(db: Connection) -> bool:
@@ -330,9 +338,9 @@ def _paired_debit(
 def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[Any, ...]]:
     """The writes as one MariaDB compound statement. Its statements run in order and stop at
     the first error, which the caller gets; the transaction then rolls back."""
-    # The batch's one timestamp, bound once: a datetime is the dearest value to render.
+    # The batch's one timestamp, bound once.
     parts = ["DECLARE agora DATETIME(6) DEFAULT %s"]
-    params: list[Any] = [writes.agora]
+    params: list[Any] = [_datetime_text(writes.agora)]
     if writes.produtos or writes.clientes:
         sql, debit_params = _paired_debit(writes.produtos, writes.clientes)
         parts.append(sql)
