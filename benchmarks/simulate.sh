@@ -8,7 +8,7 @@ source benchmarks/serve.sh
 BIN=.venv/bin
 PORT="${BENCH_PORT:-5099}"
 PEDIDOS="${BENCH_PEDIDOS:-2000}"
-export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
+export DATABASE_URL="mysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
 export PEDIDOS_WORKERS="${BENCH_WORKERS:-16}"
 
 mariadb --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS pedidos_bench"

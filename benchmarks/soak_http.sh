@@ -8,7 +8,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 BIN=.venv/bin
 PORT="${BENCH_PORT:-5093}"
 SECONDS_TOTAL="${BENCH_SECONDS:-600}"
-export DATABASE_URL="${BENCH_MARIADB_URL:-mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4}"
+export DATABASE_URL="${BENCH_MARIADB_URL:-mysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4}"
 export PEDIDOS_RECOVERY_INTERVAL=0
 
 # Rich clientes and deep stock, so that the run is orders, not rejections.

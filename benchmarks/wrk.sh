@@ -8,7 +8,7 @@ source benchmarks/serve.sh
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 BIN=.venv/bin
 PORT="${BENCH_PORT:-5096}"
-export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
+export DATABASE_URL="mysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
 export PEDIDOS_RECOVERY_INTERVAL=0
 
 prepare_wrk_catalog

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, create_engine, insert, make_url, select, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 
 from pedidos.bench.baseline import make_naive
 from pedidos.config import Settings
@@ -41,15 +41,16 @@ from pedidos.orders.transaction import (
     place_pedidos,
 )
 from pedidos.sim.seed import reset
-from pedidos.storage.engine import make_engine, make_sessions, upgrade_schema
+from pedidos.storage.engine import make_engine, make_sessions, resolve_driver, upgrade_schema
 from pedidos.storage.models import Cliente, Produto
 
 RESULTS = Path("benchmarks/results")  # relative to the checkout the benchmark runs from
 BATCH_SIZE = 64  # the "batched" mode, and PEDIDOS_BATCH_SIZE of the gunicorn behind "http"
 DATABASES = {
-    # BENCH_MARIADB_URL compares drivers, e.g. mysql+mysqldb://... for mysqlclient.
+    # The driver the service picks for mysql:// (mysqlclient where it is built); compare
+    # drivers with BENCH_MARIADB_URL, e.g. mysql+pymysql://...
     "mariadb": os.environ.get(
-        "BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
+        "BENCH_MARIADB_URL", "mysql://root@127.0.0.1:3306/pedidos_bench?charset=utf8mb4"
     ),
     "sqlite": "sqlite:///instance/bench.sqlite3",
 }
@@ -257,7 +258,7 @@ def gunicorn(database_url: str, port: int) -> Iterator[str]:
 def prepare_database(name: str) -> str:
     url = DATABASES[name]
     if name == "mariadb":
-        parsed = make_url(url)
+        parsed = resolve_driver(url)
         server = create_engine(parsed.set(database=""), isolation_level="AUTOCOMMIT")
         with server.connect() as connection:
             connection.execute(text(f"CREATE DATABASE IF NOT EXISTS {parsed.database}"))
