@@ -88,3 +88,21 @@ def test_a_url_without_driver_gets_mysqlclient_when_installed_else_pymysql(
     # Where mysqlclient could not be built:
     monkeypatch.setitem(sys.modules, "MySQLdb", None)
     assert resolve_driver(url).drivername == f"{backend}+pymysql"
+
+
+def test_the_production_entry_point_keeps_the_app_out_of_full_collections(
+    tmp_path: Path,
+) -> None:
+    # A full collection walks every tracked object while the worker waits: the app's own
+    # (modules, metadata, routes) are frozen once built, so that it walks only new ones.
+    probe = "import gc, pedidos.wsgi; print(gc.get_freeze_count())"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'wsgi.sqlite3'}",
+        "PEDIDOS_RECOVERY_INTERVAL": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) > 50_000, out.stdout
