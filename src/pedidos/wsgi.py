@@ -16,6 +16,6 @@ if _runtime.recovery is not None:
 watch_drain_flag(lambda: _runtime.drain(timeout=_runtime.settings.request_timeout))
 # What exists now lives as long as the process: kept out of the collector's way, so that a
 # full collection under load walks only what requests allocate. With the app's objects in it,
-# each one held the worker for 40 to 80 ms (docs/performance.md).
+# each one held the worker for about 50 ms (docs/performance.md).
 gc.collect()
 gc.freeze()
