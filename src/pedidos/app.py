@@ -25,6 +25,7 @@ from pedidos.web.guards import register_guards
 from pedidos.web.metrics import instrument_http, instrument_pool, metrics
 from pedidos.web.openapi import docs
 from pedidos.web.problems import register_error_handlers
+from pedidos.web.responses import Response
 from pedidos.web.simulacoes import simulacao_out, simulacoes_api
 from pedidos.web.tracing import register_request_ids
 
@@ -32,6 +33,8 @@ from pedidos.web.tracing import register_request_ids
 class PedidosFlask(Flask):
     """Flask, minus a cost paid on every request: its hooks and views are plain functions,
     and Flask would inspect each one for a coroutine each time it runs it."""
+
+    response_class = Response
 
     def __init__(self, import_name: str, **options: Any) -> None:
         super().__init__(import_name, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder
 
 from pedidos.app import create_app
 from pedidos.config import Settings
@@ -449,3 +451,35 @@ def test_problem_titles_are_english_throughout(client: FlaskClient, store: Store
     assert poor.get_json()["title"] == "Insufficient saldo"
     assert client.get("/nada-aqui").get_json()["title"] == "Not found"
     assert client.delete("/pedido").get_json()["title"] == "Method not allowed"
+
+
+def test_a_body_in_memory_reaches_the_server_whole_and_a_stream_as_it_comes(
+    app: Flask, store: Store
+) -> None:
+    """A server may send a list at once; an iterator it must pull chunk by chunk (granian lets
+    go of the interpreter lock for each), so every buffered body leaves as a one-item list."""
+    cliente, produto = store.cliente("100.00"), store.produto("2.50", 10)
+    started: list[str] = []
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        started.append(status)
+        return lambda data: None
+
+    def call(environ: dict[str, Any]) -> Any:
+        return app(environ, start)
+
+    order = EnvironBuilder("/pedido", method="POST", json=order_body(cliente, produto, 2))
+    answer = call(order.get_environ())
+    assert isinstance(answer, list) and len(answer) == 1
+    assert started[-1] == "201 CREATED"
+    assert json.loads(answer[0])["total"] == "5.00"
+
+    problem = call(EnvironBuilder("/pedido", method="POST", data=b"{").get_environ())
+    assert isinstance(problem, list) and started[-1].startswith("4")
+
+    export = call(EnvironBuilder(f"/relatorio.csv?cliente_id={cliente}").get_environ())
+    try:
+        assert not isinstance(export, list)  # a generator: the rows are read as it is sent
+        assert b"".join(export).decode().count("\n") == 2  # the header and the one item
+    finally:
+        export.close()

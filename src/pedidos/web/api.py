@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Blueprint, Response
+from flask import Blueprint
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +32,7 @@ from pedidos.web.relatorio import (
     produtos_page,
     resumo,
 )
+from pedidos.web.responses import Response
 from pedidos.web.schemas import (
     MAX_ID,
     ClientePage,

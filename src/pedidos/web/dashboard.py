@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, timedelta
 
-from flask import Blueprint, Response, jsonify, render_template, stream_with_context
+import flask
+from flask import Blueprint, jsonify, render_template, stream_with_context
 
 from pedidos.orders.contadores import read_totals
 from pedidos.storage.models import utc_now
@@ -36,6 +37,7 @@ from pedidos.web.relatorio import (
     produtos_page,
     resumo,
 )
+from pedidos.web.responses import Response
 from pedidos.web.schemas import PageQuery, RelatorioQuery, VazaoQuery
 
 CATALOG_PAGE = 10
@@ -83,7 +85,7 @@ def index() -> str:
 
 
 @dashboard.get("/painel/vazao")
-def vazao() -> Response:
+def vazao() -> flask.Response:
     """Committed orders per second over the last whole seconds, from the database.
 
     `fim` is the end of the window in Unix seconds (the current second is still filling,

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,6 +24,7 @@ from prometheus_client import (
 from sqlalchemy import Engine, event
 
 from pedidos.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
+from pedidos.web.responses import Response
 
 metrics = Blueprint("metrics", __name__)
 # Request methods counted by name; any other a client makes up is "other" (bounded labels).

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, send_from_directory
+import flask
+from flask import Blueprint, Flask, current_app, jsonify, send_from_directory
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from pedidos.web.responses import Response
 from pedidos.web.schemas import MAX_ID, ProblemOut
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -193,7 +195,7 @@ _DOCS_INIT = (
 
 
 @docs.get("/openapi.json")
-def openapi_json() -> Response:
+def openapi_json() -> flask.Response:
     """The OpenAPI document of this service."""
     return jsonify(build_document(current_app))
 
@@ -210,5 +212,5 @@ def docs_init() -> Response:
 
 
 @docs.get("/docs/static/<path:filename>")
-def docs_static(filename: str) -> Response:
+def docs_static(filename: str) -> flask.Response:
     return send_from_directory(SWAGGER_UI_DIR, filename)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, json
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -24,6 +24,7 @@ from pedidos.orders.transaction import (
     SaldoInsuficiente,
 )
 from pedidos.storage.reads import ReadsBusy, ReadTooSlow
+from pedidos.web.responses import Response
 from pedidos.web.visibility import redact_rejection
 
 log = logging.getLogger(__name__)
