@@ -28,9 +28,21 @@ def _request_id_of(record: logging.LogRecord) -> str | None:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, and extras."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The last time written: the lines of one batch of orders share their moment.
+        self._last_time: tuple[float, str] = (0.0, "")
+
+    def _time(self, created: float) -> str:
+        last, text = self._last_time
+        if created != last:
+            text = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+            self._last_time = (created, text)
+        return text
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pedidos import metrics
 from pedidos.config import ExecutorKind
 from pedidos.orders.batches import BatchOutcome, Job, JobOutcome, run_batch
+from pedidos.orders.outcome_log import BatchLog
 from pedidos.orders.transaction import PedidoRejeitado, PedidoResult, Work, place_pedidos
 from pedidos.tracing import request_id
 
@@ -290,10 +291,11 @@ class PedidoProcessor:
         for (kind, reason), n in reasons.items():
             metrics.ORDERS.labels(kind, reason).inc(n)
         now = time.perf_counter()
+        lines = BatchLog(log)
         for entry, result in zip(batch, outcome.outcomes, strict=True):
             seconds = now - entry.admitted
             metrics.ORDER_SECONDS.observe(seconds)
-            _log_outcome(result, seconds, len(batch), entry.caller)
+            _log_outcome(lines, result, seconds, len(batch), entry.caller)
             if isinstance(result, PedidoResult):
                 entry.answer.set_result(result)
             else:
@@ -338,7 +340,9 @@ def _label(result: JobOutcome) -> tuple[str, str]:
     return "falhou", type(result).__name__
 
 
-def _log_outcome(result: JobOutcome, seconds: float, batch: int, caller: str | None) -> None:
+def _log_outcome(
+    lines: BatchLog, result: JobOutcome, seconds: float, batch: int, caller: str | None
+) -> None:
     """The one log line of an order's outcome, with the id of the request that placed it."""
     kind, reason = _label(result)
     fields: dict[str, object] = {"outcome": kind, "ms": round(seconds * 1000, 2), "batch": batch}
@@ -350,4 +354,4 @@ def _log_outcome(result: JobOutcome, seconds: float, batch: int, caller: str | N
         fields["reason"] = reason
     else:
         fields["error"] = reason
-    log.info("order %s", kind, extra=fields)
+    lines.write(kind, fields)
