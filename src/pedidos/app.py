@@ -21,13 +21,13 @@ from pedidos.storage.safety import UnsafeSettings, settings_problems
 from pedidos.web.access import register_access
 from pedidos.web.api import api
 from pedidos.web.dashboard import dashboard
+from pedidos.web.envelope import Envelope
 from pedidos.web.guards import register_guards
-from pedidos.web.metrics import instrument_http, instrument_pool, metrics
+from pedidos.web.metrics import instrument_pool, metrics
 from pedidos.web.openapi import docs
 from pedidos.web.problems import register_error_handlers
 from pedidos.web.responses import Response
 from pedidos.web.simulacoes import simulacao_out, simulacoes_api
-from pedidos.web.tracing import register_request_ids
 
 
 class PedidosFlask(Flask):
@@ -107,14 +107,12 @@ def create_app(settings: Settings | None = None, *, work: Work = place_pedidos) 
         app.before_request(runtime.recovery.start)
     app.extensions["pedidos"] = runtime
     atexit.register(runtime.close)
-    # Counted so that a drain can wait for responses still on their way out.
-    app.before_request(runtime.request_started)
-    app.teardown_request(lambda _error: runtime.request_finished())
+    # Request ids, metrics and security headers; requests counted so that a drain can wait
+    # for responses still on their way out.
+    app.wsgi_app = Envelope(app.wsgi_app, runtime)  # type: ignore[method-assign]
 
-    register_request_ids(app)
     register_guards(app, settings.allowed_hosts)
     register_access(app, settings, read_sessions)
-    instrument_http(app)
     instrument_pool(engine)
     app.register_blueprint(api)
     app.register_blueprint(simulacoes_api)

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from pedidos.app import create_app
 from pedidos.config import Settings
-from pedidos.web.guards import SecurityHeaders, host_allowed, host_name
+from pedidos.web.envelope import Envelope
+from pedidos.web.guards import host_allowed, host_name
 from tests.helpers import PROBLEM, Store, order_body, raw_request, runtime_of, serving
 
 if TYPE_CHECKING:
@@ -61,7 +62,20 @@ def test_a_security_header_the_app_sets_itself_is_kept_and_not_repeated() -> Non
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
         sent.extend(headers)
 
-    assert list(SecurityHeaders(app)({"PATH_INFO": "/"}, start_response)) == [b"ok"]
+    class Counted:
+        def __init__(self) -> None:
+            self.requests = 0
+
+        def request_started(self) -> None:
+            self.requests += 1
+
+        def request_finished(self) -> None:
+            self.requests -= 1
+
+    counted = Counted()
+    environ = {"PATH_INFO": "/", "REQUEST_METHOD": "GET"}
+    assert list(Envelope(app, counted)(environ, start_response)) == [b"ok"]
+    assert counted.requests == 0
     names = [name.lower() for name, _value in sent]
     assert ("x-frame-options", "SAMEORIGIN") in sent and names.count("x-frame-options") == 1
     assert names.count("content-security-policy") == 1 and "x-content-type-options" in names

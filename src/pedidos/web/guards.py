@@ -7,7 +7,6 @@ message framing (a body we cannot delimit is never read as empty), then cross-si
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -16,8 +15,7 @@ from flask import Flask, request
 from pedidos.web.problems import Problem
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import WSGIEnvironment
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes come from load balancers that address the instance by its IP and hold no token:
@@ -140,35 +138,14 @@ def origin_host(origin: str) -> str | None:
     return parts.netloc.lower()
 
 
-class SecurityHeaders:
-    """WSGI middleware: add each security header the app did not set itself.
-
-    At the WSGI level rather than in an after_request hook: the headers are constants, added
-    to the response's list as they are, where Werkzeug would check each value again on every
-    request. Every response the app makes passes here, its error pages included.
-    """
-
-    def __init__(self, app: WSGIApplication) -> None:
-        self.app = app
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        docs = path == "/docs" or path.startswith("/docs/")
-        added = DOCS_SECURITY_HEADERS if docs else SECURITY_HEADERS
-
-        def start(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-        ) -> Callable[[bytes], object]:
-            present = {name.lower() for name, _value in headers}
-            missing = [pair for pair in added if pair[0].lower() not in present]
-            return start_response(status, headers + missing, exc_info)
-
-        return self.app(environ, start)
+def security_headers(path: str) -> tuple[tuple[str, str], ...]:
+    """The security headers a response to `path` carries (pedidos.web.envelope adds them)."""
+    docs = path == "/docs" or path.startswith("/docs/")
+    return DOCS_SECURITY_HEADERS if docs else SECURITY_HEADERS
 
 
 def register_guards(app: Flask, allowed_hosts: tuple[str, ...]) -> None:
-    """Run the checks before every view and add the headers to every response."""
-    app.wsgi_app = SecurityHeaders(app.wsgi_app)  # type: ignore[method-assign]
+    """Run the checks before every view."""
 
     @app.before_request
     def _guard() -> None:

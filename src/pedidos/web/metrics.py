@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Flask, request
+from flask import Blueprint
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +24,9 @@ from sqlalchemy import Engine, event
 
 from pedidos.metrics import HTTP_REQUESTS, HTTP_SECONDS, POOL_CHECKED_OUT
 from pedidos.web.responses import Response
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 metrics = Blueprint("metrics", __name__)
 # Request methods counted by name; any other a client makes up is "other" (bounded labels).
@@ -70,35 +72,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def instrument_http(app: Flask) -> None:
-    """Count and time every request by its route (never by raw path: bounded labels)."""
+class HttpMetrics:
+    """Count and time requests by their route (never by raw path: bounded labels)."""
 
-    @app.before_request
-    def _start_clock() -> None:
-        request.environ["pedidos.started"] = time.perf_counter()
+    def __init__(self) -> None:
+        # The labelled children, found once: labels() locks and hashes on every call.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._timers: dict[str, Histogram] = {}
 
-    # The labelled children, found once: labels() locks and hashes on every call.
-    counters: dict[tuple[str, str, int], Counter] = {}
-    timers: dict[str, Histogram] = {}
-
-    @app.after_request
-    def _observe(response: Response) -> Response:
-        environ = request.environ
-        rule = request.url_rule
+    def observe(self, environ: WSGIEnvironment, status: int, seconds: float) -> None:
+        # Werkzeug leaves the request in the environ; its rule is the route it matched.
+        rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
         endpoint = rule.rule if rule is not None else "unmatched"
         method = environ["REQUEST_METHOD"].upper()  # as routing reads it
-        key = (method if method in METHODS else "other", endpoint, response.status_code)
-        counter = counters.get(key)
+        key = (method if method in METHODS else "other", endpoint, status)
+        counter = self._counters.get(key)
         if counter is None:
-            counter = counters[key] = HTTP_REQUESTS.labels(key[0], endpoint, str(key[2]))
+            counter = self._counters[key] = HTTP_REQUESTS.labels(key[0], endpoint, str(status))
         counter.inc()
-        started = environ.get("pedidos.started")
-        if started is not None:
-            timer = timers.get(endpoint)
-            if timer is None:
-                timer = timers[endpoint] = HTTP_SECONDS.labels(endpoint)
-            timer.observe(time.perf_counter() - started)
-        return response
+        timer = self._timers.get(endpoint)
+        if timer is None:
+            timer = self._timers[endpoint] = HTTP_SECONDS.labels(endpoint)
+        timer.observe(seconds)
 
 
 def instrument_pool(engine: Engine) -> None:

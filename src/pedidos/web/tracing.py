@@ -1,14 +1,17 @@
-"""The request id: taken from the caller's X-Request-Id (or made), and echoed back."""
+"""The request id: taken from the caller's X-Request-Id (or made), and echoed back
+(pedidos.web.envelope)."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import re
-
-from flask import Flask, Response, request
+from typing import TYPE_CHECKING
 
 from pedidos.tracing import request_id
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
@@ -38,17 +41,9 @@ class _IdMaker:
 new_request_id = _IdMaker()
 
 
-def register_request_ids(app: Flask) -> None:
-    """Take the caller's X-Request-Id (or make one), log with it, and echo it back."""
-
-    @app.before_request
-    def _take_request_id() -> None:
-        offered = request.environ.get(_REQUEST_ID_ENVIRON, "")
-        request_id.set(offered if _ACCEPTABLE_ID.fullmatch(offered) else new_request_id())
-
-    @app.after_request
-    def _echo_request_id(response: Response) -> Response:
-        current = request_id.get()
-        if current:
-            response.headers[REQUEST_ID_HEADER] = current
-        return response
+def take_request_id(environ: WSGIEnvironment) -> str:
+    """The caller's X-Request-Id when it is safe to echo, else a new one; logs carry it."""
+    offered = environ.get(_REQUEST_ID_ENVIRON, "")
+    current = offered if _ACCEPTABLE_ID.fullmatch(offered) else new_request_id()
+    request_id.set(current)
+    return current
