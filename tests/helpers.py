@@ -357,3 +357,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+class Counted:
+    """Counts requests in flight, as the runtime does for a drain (web.envelope.InFlight)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def request_started(self) -> None:
+        self.requests += 1
+
+    def request_finished(self) -> None:
+        self.requests -= 1

@@ -10,20 +10,10 @@ from werkzeug.wsgi import ClosingIterator
 
 from pedidos.tracing import request_id
 from pedidos.web.envelope import Envelope
+from tests.helpers import Counted
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
-
-class Counted:
-    def __init__(self) -> None:
-        self.requests = 0
-
-    def request_started(self) -> None:
-        self.requests += 1
-
-    def request_finished(self) -> None:
-        self.requests -= 1
 
 
 def environ(**extra: str) -> dict[str, Any]:

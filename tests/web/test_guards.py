@@ -16,7 +16,7 @@ from pedidos.app import create_app
 from pedidos.config import Settings
 from pedidos.web.envelope import Envelope
 from pedidos.web.guards import host_allowed, host_name
-from tests.helpers import PROBLEM, Store, order_body, raw_request, runtime_of, serving
+from tests.helpers import PROBLEM, Counted, Store, order_body, raw_request, runtime_of, serving
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -61,16 +61,6 @@ def test_a_security_header_the_app_sets_itself_is_kept_and_not_repeated() -> Non
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
         sent.extend(headers)
-
-    class Counted:
-        def __init__(self) -> None:
-            self.requests = 0
-
-        def request_started(self) -> None:
-            self.requests += 1
-
-        def request_finished(self) -> None:
-            self.requests -= 1
 
     counted = Counted()
     environ = {"PATH_INFO": "/", "REQUEST_METHOD": "GET"}
