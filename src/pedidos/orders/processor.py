@@ -273,7 +273,8 @@ class PedidoProcessor:
 
     def _settle(self, batch: Sequence[_Entry], outcome: BatchOutcome) -> None:
         """Count the batch once, then answer each order and write its log line."""
-        reasons = Counter(_label(result) for result in outcome.outcomes)
+        labels = [_label(result) for result in outcome.outcomes]
+        reasons = Counter(labels)
         retries = outcome.retries
         with self._lock:
             self._running -= len(batch)
@@ -292,10 +293,10 @@ class PedidoProcessor:
             metrics.ORDERS.labels(kind, reason).inc(n)
         now = time.perf_counter()
         lines = BatchLog(log)
-        for entry, result in zip(batch, outcome.outcomes, strict=True):
+        for entry, result, label in zip(batch, outcome.outcomes, labels, strict=True):
             seconds = now - entry.admitted
             metrics.ORDER_SECONDS.observe(seconds)
-            _log_outcome(lines, result, seconds, len(batch), entry.caller)
+            _log_outcome(lines, result, label, seconds, len(batch), entry.caller)
             if isinstance(result, PedidoResult):
                 entry.answer.set_result(result)
             else:
@@ -341,16 +342,22 @@ def _label(result: JobOutcome) -> tuple[str, str]:
 
 
 def _log_outcome(
-    lines: BatchLog, result: JobOutcome, seconds: float, batch: int, caller: str | None
+    lines: BatchLog,
+    result: JobOutcome,
+    label: tuple[str, str],
+    seconds: float,
+    batch: int,
+    caller: str | None,
 ) -> None:
-    """The one log line of an order's outcome, with the id of the request that placed it."""
-    kind, reason = _label(result)
+    """The one log line of an order's outcome (`label`: its metric labels), with the id of
+    the request that placed it."""
+    kind, reason = label
     fields: dict[str, object] = {"outcome": kind, "ms": round(seconds * 1000, 2), "batch": batch}
     if caller is not None:
         fields["request_id"] = caller
     if isinstance(result, PedidoResult):
         fields["pedido_id"] = result.id
-    elif isinstance(result, PedidoRejeitado):
+    elif kind == "rejeitado":
         fields["reason"] = reason
     else:
         fields["error"] = reason
