@@ -143,3 +143,38 @@ def test_a_failure_inside_the_one_write_raises_and_its_earlier_statements_roll_b
     assert store.estoque(produto) == 10
     assert store.saldo(cliente) == Decimal("10.00")
     assert violations(before, store.ledger()) == []
+
+
+# Quotes, a backslash, a percent sign, a comment marker and text beyond ASCII: what the
+# writes escape themselves must arrive exactly as given.
+AWKWARD = 'it\'s 100% \\ "quoted"; -- ção 🎉 %s'
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_text_values_of_the_writes_reach_the_database_exactly_as_given(
+    driver_engine: Engine, store: Store
+) -> None:
+    produto, cliente = store.produto("2.05", 10), store.cliente("10.00")
+    rejected = record_request(store.sessions, order_request(cliente, produto))
+    writes = Writes(
+        agora=utc_now(),
+        produtos=[(produto, (1, Decimal("2.05")))],
+        clientes=[(cliente, (1, Decimal("2.05")))],
+        pedidos=[
+            PedidoRow(None, AWKWARD, cliente, Decimal("2.05"), [(produto, 1, Decimal("2.05"))])
+        ],
+        rejected=[(rejected, AWKWARD[::-1])],
+        outcomes=Outcomes(concluidos=1, rejeitados=1, unidades=1, receita=Decimal("2.05")),
+    )
+    with driver_engine.begin() as db:
+        [pedido_id] = write(db, writes)
+
+    with store.sessions.begin() as session:
+        created, refused = session.get(Solicitacao, pedido_id), session.get(Solicitacao, rejected)
+        assert created is not None and created.payload == AWKWARD
+        assert refused is not None and refused.motivo == AWKWARD[::-1]
+        assert refused.estado == "REJEITADO"
+        pedido = session.get(Pedido, pedido_id)
+        assert pedido is not None and pedido.total == Decimal("2.05")
+    assert store.saldo(cliente) == Decimal("7.95")
+    assert store.estoque(produto) == 9
