@@ -393,7 +393,7 @@ def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[
     concluded = writes.concluded
     if concluded:
         parts.append(
-            "UPDATE solicitacoes SET estado = %s, prazo = NULL, atualizado_em = agora"
+            "UPDATE solicitacoes SET estado = %s, prazo = NULL, atualizado_em = agora"  # nosec B608
             f" WHERE id IN ({', '.join(['%s'] * len(concluded))})"
         )
         params += (Estado.CONCLUIDO.value, *concluded)
@@ -408,13 +408,13 @@ def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[
             (i, *item) for i, row in zip(ids, writes.pedidos, strict=True) for item in row.itens
         ]
         parts.append(
-            "INSERT INTO pedidos (id, cliente_id, total, criado_em)"
+            "INSERT INTO pedidos (id, cliente_id, total, criado_em)"  # nosec B608
             f" VALUES {', '.join(['(%s, %s, %s, agora)'] * len(ids))}"
         )
         for i, row in zip(ids, writes.pedidos, strict=True):
             params += (i, row.cliente_id, row.total)
         parts.append(
-            "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario)"
+            "INSERT INTO itens_pedido (pedido_id, produto_id, quantidade, preco_unitario)"  # nosec B608
             f" VALUES {', '.join(['(%s, %s, %s, %s)'] * len(itens))}"
         )
         for item in itens:
