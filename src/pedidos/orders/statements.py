@@ -1,9 +1,10 @@
 """The order path's SQL: statements built once at import, and on MariaDB/MySQL text that a
-batch's row counts shape. Values are always bound parameters, never part of the text."""
+batch's row counts shape. Values are bound parameters, or on MariaDB/MySQL literals written
+as the driver would bind them (`_literals`): numbers as digits, text escaped by the driver."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -228,17 +229,18 @@ def _create_requests(db: Connection, writes: Writes, compound: bool) -> list[int
         # Raw text: SQLAlchemy's insertmanyvalues costs more CPU here than the server's work.
         # An auto-increment key numbers a multi-row INSERT's rows upwards in the order given
         # (SQLAlchemy's MySQL dialect relies on the same), so sorted ids match the rows.
-        rows = ", ".join(["(%s, %s, 1, %s, %s)"] * len(new))
-        params: list[Any] = []
-        agora = _datetime_text(writes.agora)
-        for row in new:
-            params += (row.payload, Estado.CONCLUIDO.value, agora, agora)
-        sql = (
-            "INSERT INTO solicitacoes (payload, estado, tentativas, criado_em, atualizado_em)"
-            f" VALUES {rows} RETURNING id"  # nosec B608: only the row count shapes it
+        literal = _literals(db)
+        # What every row shares is quoted once.
+        estado, agora = literal(Estado.CONCLUIDO.value), literal(_datetime_text(writes.agora))
+        rows = ", ".join(
+            [f"({literal(row.payload)}, {estado}, 1, {agora}, {agora})" for row in new]
         )
         created = sorted(
-            db.exec_driver_sql(_inline(db, sql, params), execution_options=_NO_PARAMETERS).scalars()
+            db.exec_driver_sql(
+                "INSERT INTO solicitacoes (payload, estado, tentativas, criado_em, atualizado_em)"
+                f" VALUES {rows} RETURNING id",  # nosec B608: literals, quoted by the driver
+                execution_options=_NO_PARAMETERS,
+            ).scalars()
         )
     elif new:
         created = (
@@ -271,8 +273,12 @@ def _datetime_text(moment: datetime) -> str:
     return moment.isoformat(" ")
 
 
-def _inline(db: Connection, sql: str, params: Sequence[int | Decimal | str | None]) -> str:
-    """`sql` with each %s replaced by its parameter written as an SQL literal.
+# A value the order path writes into its statements' text.
+Value = int | Decimal | str | None
+
+
+def _literals(db: Connection) -> Callable[[Value], str]:
+    """What writes a value into a statement's text as an SQL literal, on `db`.
 
     Both drivers bind on the client: they write each value into the text before sending it,
     through a per-value dispatch in Python that costs more than a microsecond a value, and a
@@ -280,32 +286,41 @@ def _inline(db: Connection, sql: str, params: Sequence[int | Decimal | str | Non
     all of them, are written as their digits, which can carry nothing but a number; text is
     escaped and quoted by the driver's own connection, as when it binds it.
     """
-    rendered: list[str] = []
-    for value in params:
+    quote: Callable[[str], str] | None = None
+
+    def literal(value: Value) -> str:
+        nonlocal quote
         if type(value) is int:  # not bool, whose str() is no SQL
-            rendered.append(str(value))
-        elif isinstance(value, Decimal) and value.is_finite():
-            rendered.append(format(value, "f"))
-        elif isinstance(value, str):
-            rendered.append(_quoted(db, value))
-        elif value is None:
-            rendered.append("NULL")
-        else:
-            raise TypeError(f"no SQL literal for {value!r}")
-    return sql % tuple(rendered)
+            return str(value)
+        if isinstance(value, Decimal) and value.is_finite():
+            return format(value, "f")
+        if isinstance(value, str):
+            quote = quote or _quoter(db)
+            return quote(value)
+        if value is None:
+            return "NULL"
+        raise TypeError(f"no SQL literal for {value!r}")
+
+    return literal
+
+
+def _inline(db: Connection, sql: str, params: Sequence[Value]) -> str:
+    """`sql` with each %s replaced by its parameter as an SQL literal."""
+    return sql % tuple(map(_literals(db), params))
 
 
 _QUOTING_DRIVERS = ("mysqldb", "pymysql")
 
 
-def _quoted(db: Connection, text: str) -> str:
-    """`text` as a quoted SQL string, escaped by the connection's driver."""
+def _quoter(db: Connection) -> Callable[[str], str]:
+    """What writes text as a quoted SQL string, escaped by the connection's driver."""
     driver: Any = db.connection.dbapi_connection
-    if db.dialect.driver == "mysqldb":
-        quoted: bytes = driver.string_literal(text.encode(driver.encoding))
-        return quoted.decode(driver.encoding)
-    escaped: str = driver.escape(text)  # PyMySQL
-    return escaped
+    if db.dialect.driver != "mysqldb":
+        escape: Callable[[str], str] = driver.escape  # PyMySQL
+        return escape
+    encoding: str = driver.encoding
+    literal: Callable[[bytes], bytes] = driver.string_literal
+    return lambda text: literal(text.encode(encoding)).decode(encoding)
 
 
 def _compound(db: Connection) -> bool:
