@@ -55,6 +55,8 @@ class PedidoRequest:
 
     def merged_itens(self) -> list[ItemRequest]:
         """One line per produto, in ascending produto id: the lock order."""
+        if len(self.itens) == 1:
+            return list(self.itens)  # most orders: nothing to merge or sort
         totals: Counter[int] = Counter()
         for item in self.itens:
             totals[item.produto_id] += item.quantidade
