@@ -281,7 +281,7 @@ def _literals(db: Connection) -> Callable[[Value], str]:
     """What writes a value into a statement's text as an SQL literal, on `db`.
 
     Both drivers bind on the client: they write each value into the text before sending it,
-    through a per-value dispatch in Python that costs more than a microsecond a value, and a
+    through a per-value dispatch in Python that costs about a microsecond a value, and a
     batch of 16 one-line orders binds about 300. Here integers and finite decimals, nearly
     all of them, are written as their digits, which can carry nothing but a number; text is
     escaped and quoted by the driver's own connection, as when it binds it.
