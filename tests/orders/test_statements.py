@@ -13,7 +13,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from pedidos.orders.invariants import violations
-from pedidos.orders.statements import Outcomes, PedidoRow, Writes, lock_rows, write
+from pedidos.orders.statements import Outcomes, PedidoRow, Writes, _literals, lock_rows, write
 from pedidos.orders.transaction import PedidoResult, SaldoInsuficiente, place_pedidos
 from pedidos.storage.engine import make_engine, make_sessions
 from pedidos.storage.models import Pedido, Solicitacao, utc_now
@@ -178,3 +178,20 @@ def test_text_values_of_the_writes_reach_the_database_exactly_as_given(
         assert pedido is not None and pedido.total == Decimal("2.05")
     assert store.saldo(cliente) == Decimal("7.95")
     assert store.estoque(produto) == 9
+
+
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_numbers_are_written_as_their_digits_and_anything_unexpected_is_refused(
+    driver_engine: Engine,
+) -> None:
+    with driver_engine.connect() as db:
+        literal = _literals(db)
+        assert [literal(v) for v in (7, Decimal("-2.50"), Decimal("1E+2"), None)] == [
+            "7",
+            "-2.50",
+            "100",
+            "NULL",
+        ]
+        for odd in (True, 1.5, Decimal("NaN"), b"x"):
+            with pytest.raises(TypeError):
+                literal(odd)  # type: ignore[arg-type]

@@ -325,7 +325,7 @@ def _quoter(db: Connection) -> Callable[[str], str]:
 
 def _compound(db: Connection) -> bool:
     # BEGIN NOT ATOMIC ... END is MariaDB's; its text holds its values, quoted by one of the
-    # two drivers the service runs on (_quoted).
+    # two drivers the service runs on (_quoter).
     dialect = db.dialect
     mariadb = bool(getattr(dialect, "is_mariadb", False))
     return mariadb and dialect.driver in _QUOTING_DRIVERS
