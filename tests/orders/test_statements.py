@@ -43,6 +43,18 @@ def test_the_locking_read_locks_only_the_rows_asked_for_on_a_small_catalogue(
                 )
 
 
+@pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
+def test_the_locking_read_of_no_produtos_or_no_clientes_reads_nothing_of_that_table(
+    engine: Engine, store: Store
+) -> None:
+    produto, cliente = store.produto("1.00", 10), store.cliente("10.00")
+    with engine.begin() as db:
+        only_clientes = lock_rows(db, [], [cliente])
+        only_produtos = lock_rows(db, [produto], [])
+    assert only_clientes.precos == {} and list(only_clientes.saldos) == [cliente]
+    assert list(only_produtos.precos) == [produto] and only_produtos.saldos == {}
+
+
 @pytest.fixture(params=["pymysql", "mysqldb"])
 def driver_engine(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Engine]:
     """The test's MariaDB database through each driver the service can run on."""

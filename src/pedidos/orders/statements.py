@@ -79,8 +79,10 @@ def lock_rows(db: Connection, produto_ids: Sequence[int], cliente_ids: Sequence[
             estoques={row.id: row.estoque for row in produtos},
             saldos={row.id: row.saldo for row in clientes},
         )
+    # An empty list reads as IN (NULL): nothing, as SQLAlchemy renders an empty IN.
     sql = _LOCK_BOTH.format(
-        produtos=", ".join(["%s"] * len(produto_ids)), clientes=", ".join(["%s"] * len(cliente_ids))
+        produtos=", ".join(["%s"] * len(produto_ids)) or "NULL",
+        clientes=", ".join(["%s"] * len(cliente_ids)) or "NULL",
     )
     read = _inline(db, sql, [*produto_ids, *cliente_ids])
     stock = Stock({}, {}, {})
