@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(args.rounds):
         jobs = [batch() for _ in range(args.batches)]
         before, started = resource.getrusage(resource.RUSAGE_THREAD), time.perf_counter()
-        for orders in jobs:
-            run_batch(sessions, place_pedidos, orders, 3)
+        outcomes = [run_batch(sessions, place_pedidos, orders, 3).outcomes for orders in jobs]
         after, wall = resource.getrusage(resource.RUSAGE_THREAD), time.perf_counter() - started
+        failed = [o for batch in outcomes for o in batch if isinstance(o, Exception)]
+        if failed:  # a failing path would time its error handling
+            raise SystemExit(f"{len(failed)} orders did not commit, first: {failed[0]!r}")
         orders_run = args.batches * args.batch
         user = (after.ru_utime - before.ru_utime) / orders_run * 1e6
         system = (after.ru_stime - before.ru_stime) / orders_run * 1e6

@@ -3,9 +3,10 @@ whose connection drops never doubles or loses an order nor answers a caller for 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,7 @@ from pedidos.orders.transaction import (
     PedidoRequest,
     PedidoResult,
     SaldoInsuficiente,
+    Settled,
     place_pedido,
     place_pedidos,
 )
@@ -189,6 +191,28 @@ def test_an_error_the_server_answers_at_commit_is_retried_without_a_lookup(
     assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
     assert (batch.retries, lookups) == (("1213",), [])
     assert store.count(Pedido) == 5
+
+
+def test_a_failed_batch_is_logged_with_the_drivers_message_not_its_statement(
+    sessions: sessionmaker[Session], store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch's statements hold its orders' values: the warning names the error only."""
+    jobs = five_orders(store)
+    failures = [1]
+
+    def failing_once(session: Session, requests: Sequence[PedidoRequest]) -> list[Settled]:
+        if failures:
+            failures.pop()
+            raise mysql_error(1062, statement="INSERT ... ('payload 7')", message="Duplicate")
+        return place_pedidos(session, requests)
+
+    with caplog.at_level(logging.WARNING, logger="pedidos.orders.batches"):
+        batch = run_batch(sessions, failing_once, jobs, max_retries=3)
+
+    assert all(isinstance(o, PedidoResult) for o in batch.outcomes), batch
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "OperationalError: (1062, 'Duplicate')" in warning
+    assert "payload 7" not in warning and "INSERT" not in warning
 
 
 def produto_of(jobs: list[Job]) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import random
 from decimal import Decimal
@@ -157,3 +158,26 @@ def test_random_request_on_an_empty_catalog_is_a_rejection(
 ) -> None:
     with pytest.raises(NadaParaSimular), sessions.begin() as session:
         random_pedido_request(session, random.Random())
+
+
+def test_a_request_payload_is_the_canonical_json_of_what_was_asked() -> None:
+    picks = random.Random(7)
+    for _ in range(2000):
+        lines = [
+            (picks.randint(1, 2**63 - 1), picks.randint(1, 10_000))
+            for _ in range(picks.randint(1, 3))
+        ]
+        request = order(picks.randint(1, 2**63 - 1), *lines)
+        itens = [[i.produto_id, i.quantidade] for i in request.itens]
+        canonical = json.dumps(
+            {"cliente_id": request.cliente_id, "itens": itens}, separators=(",", ":")
+        )
+        assert request.to_payload() == canonical
+        assert PedidoRequest.from_payload(canonical, 1).itens == request.itens
+    # Not a plain integer (a bool here): written as json.dumps writes it, not as a number.
+    assert order(True, (2, 1)).to_payload() == '{"cliente_id":true,"itens":[[2,1]]}'
+
+
+def test_a_one_line_order_is_its_own_merged_line_and_repeats_merge_in_id_order() -> None:
+    assert order(1, (9, 2)).merged_itens() == [ItemRequest(9, 2)]
+    assert order(1, (9, 2), (3, 1), (9, 1)).merged_itens() == [ItemRequest(3, 1), ItemRequest(9, 3)]

@@ -141,7 +141,9 @@ def _run_with_retries(
         if not isinstance(failure, RetriesExhausted | DBAPIError):
             log.error("order failed unexpectedly", exc_info=failure)
         return BatchOutcome([failure], tuple(retries))
-    log.warning("batch of %d failed (%s); running its orders one by one", len(jobs), failure)
+    log.warning(
+        "batch of %d failed (%s); running its orders one by one", len(jobs), _brief(failure)
+    )
     alone = [_run_with_retries(sessions, work, [job], max_retries) for job in jobs]
     return BatchOutcome(
         [one.outcomes[0] for one in alone],
@@ -199,6 +201,14 @@ def _solicitacao_outcome(session: Session, stored: solicitacoes.SolicitacaoSnaps
         return solicitacoes.outcome_of(session, stored)
     except Exception as error:  # ERRO: the request failed for good
         return error
+
+
+def _brief(error: Exception) -> str:
+    """A failure as a log line says it: for a database error the driver's own message, not
+    the statement, whose text holds every order of the batch."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        return f"{type(error.orig).__name__}: {error.orig}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _run_once(sessions: sessionmaker[Session], work: Work, jobs: Sequence[Job]) -> list[JobOutcome]:

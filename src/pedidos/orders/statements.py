@@ -294,7 +294,7 @@ def _literals(db: Connection) -> Callable[[Value], str]:
         nonlocal quote
         if type(value) is int:  # not bool, whose str() is no SQL
             return str(value)
-        if isinstance(value, Decimal) and value.is_finite():
+        if type(value) is Decimal and value.is_finite():  # a subclass could format otherwise
             return format(value, "f")
         if isinstance(value, str):
             quote = quote or _quoter(db)
@@ -317,9 +317,11 @@ _QUOTING_DRIVERS = ("mysqldb", "pymysql")
 def _quoter(db: Connection) -> Callable[[str], str]:
     """What writes text as a quoted SQL string, escaped by the connection's driver."""
     driver: Any = db.connection.dbapi_connection
-    if db.dialect.driver != "mysqldb":
-        escape: Callable[[str], str] = driver.escape  # PyMySQL
+    if db.dialect.driver == "pymysql":
+        escape: Callable[[str], str] = driver.escape  # quoted, as the connection reads text
         return escape
+    if db.dialect.driver != "mysqldb":
+        raise TypeError(f"no quoting for text on the {db.dialect.driver} driver")
     encoding: str = driver.encoding
     literal: Callable[[bytes], bytes] = driver.string_literal
     return lambda text: literal(text.encode(encoding)).decode(encoding)
@@ -372,21 +374,19 @@ def _write_each(db: Connection, writes: Writes, ids: Sequence[int], shard: int) 
     db.execute(_COUNT_OUTCOMES, {"alvo": shard, **vars(writes.outcomes)})
 
 
-def _paired_debit(
-    produtos: Sequence[Debit], clientes: Sequence[Debit]
-) -> tuple[str, tuple[Any, ...]]:
+def _paired_debit(produtos: Sequence[Debit], clientes: Sequence[Debit]) -> tuple[str, list[Value]]:
     """One UPDATE of both tables (MariaDB syntax), joined to a derived table whose k-th
     row carries the k-th produto's debit and the k-th cliente's (NULL past either's end).
     Every produto and cliente is named once, so each row is updated once."""
     rows = max(len(produtos), len(clientes))
-    params: list[Any] = []
+    params: list[Value] = []
     for k in range(rows):
         pid, (pn, pv) = produtos[k] if k < len(produtos) else (None, (None, None))
         cid, (cn, cv) = clientes[k] if k < len(clientes) else (None, (None, None))
         params += (pid, pn, pv, cid, cn, cv)
     first = "SELECT %s AS pid, %s AS pn, %s AS pv, %s AS cid, %s AS cn, %s AS cv"
     derived = " UNION ALL ".join([first, *["SELECT %s, %s, %s, %s, %s, %s"] * (rows - 1)])
-    # Values are bound parameters; only the row count shapes the text.
+    # Placeholders for the values (_inline writes them in); only the row count shapes it.
     sql = (
         f"UPDATE ({derived}) AS d"  # nosec B608
         " LEFT JOIN produtos AS t ON t.id = d.pid LEFT JOIN clientes AS u ON u.id = d.cid"
@@ -394,15 +394,15 @@ def _paired_debit(
         " t.receita = t.receita + d.pv,"
         " u.saldo = u.saldo - d.cv, u.compras = u.compras + d.cn, u.gasto = u.gasto + d.cv"
     )
-    return sql, tuple(params)
+    return sql, params
 
 
-def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[Any, ...]]:
+def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, list[Value]]:
     """The writes as one MariaDB compound statement. Its statements run in order and stop at
     the first error, which the caller gets; the transaction then rolls back."""
-    # The batch's one timestamp, bound once.
+    # The batch's one timestamp, written once.
     parts = ["DECLARE agora DATETIME(6) DEFAULT %s"]
-    params: list[Any] = [_datetime_text(writes.agora)]
+    params: list[Value] = [_datetime_text(writes.agora)]
     if writes.produtos or writes.clientes:
         sql, debit_params = _paired_debit(writes.produtos, writes.clientes)
         parts.append(sql)
@@ -443,8 +443,8 @@ def _script(writes: Writes, ids: Sequence[int], shard: int) -> tuple[str, tuple[
     )
     params += (outcomes.concluidos, outcomes.rejeitados, outcomes.unidades, outcomes.receita)
     params.append(shard)
-    # Values are bound parameters; only the row counts shape the text.
-    return "BEGIN NOT ATOMIC " + "; ".join(parts) + "; END", tuple(params)  # nosec B608
+    # Placeholders for the values (_inline writes them in); only the row counts shape it.
+    return "BEGIN NOT ATOMIC " + "; ".join(parts) + "; END", params  # nosec B608
 
 
 RandomPick = tuple[Select[Any], Select[Any]]
