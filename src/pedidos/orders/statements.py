@@ -311,28 +311,39 @@ def _inline(db: Connection, sql: str, params: Sequence[Value]) -> str:
     return sql % tuple(map(_literals(db), params))
 
 
-_QUOTING_DRIVERS = ("mysqldb", "pymysql")
-
-
-def _quoter(db: Connection) -> Callable[[str], str]:
-    """What writes text as a quoted SQL string, escaped by the connection's driver."""
-    driver: Any = db.connection.dbapi_connection
-    if db.dialect.driver == "pymysql":
-        escape: Callable[[str], str] = driver.escape  # quoted, as the connection reads text
-        return escape
-    if db.dialect.driver != "mysqldb":
-        raise TypeError(f"no quoting for text on the {db.dialect.driver} driver")
+def _mysqldb_quoter(driver: Any) -> Callable[[str], str]:
     encoding: str = driver.encoding
     literal: Callable[[bytes], bytes] = driver.string_literal
     return lambda text: literal(text.encode(encoding)).decode(encoding)
 
 
+def _pymysql_quoter(driver: Any) -> Callable[[str], str]:
+    escape: Callable[[str], str] = driver.escape  # quoted, as the connection reads text
+    return escape
+
+
+# Per driver, what quotes text on one of its connections: the drivers whose statements may
+# carry their values as literals (_compound).
+_QUOTERS: dict[str, Callable[[Any], Callable[[str], str]]] = {
+    "mysqldb": _mysqldb_quoter,
+    "pymysql": _pymysql_quoter,
+}
+
+
+def _quoter(db: Connection) -> Callable[[str], str]:
+    """What writes text as a quoted SQL string, escaped by the connection's driver."""
+    make = _QUOTERS.get(db.dialect.driver)
+    if make is None:
+        raise TypeError(f"no quoting for text on the {db.dialect.driver} driver")
+    return make(db.connection.dbapi_connection)
+
+
 def _compound(db: Connection) -> bool:
-    # BEGIN NOT ATOMIC ... END is MariaDB's; its text holds its values, quoted by one of the
-    # two drivers the service runs on (_quoter).
+    # BEGIN NOT ATOMIC ... END is MariaDB's; its text holds its values, text quoted by the
+    # driver (_QUOTERS).
     dialect = db.dialect
     mariadb = bool(getattr(dialect, "is_mariadb", False))
-    return mariadb and dialect.driver in _QUOTING_DRIVERS
+    return mariadb and dialect.driver in _QUOTERS
 
 
 def _one_round_trip(db: Connection) -> bool:
