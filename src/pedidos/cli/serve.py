@@ -51,7 +51,13 @@ def refuse(reason: str, hint: str) -> None:
     type=click.IntRange(1, 256),
     help="Worker processes with --production  [default: the cores]",
 )
-def serve(host: str, port: int, production: bool, workers: int | None) -> None:
+@click.option(
+    "--pin/--no-pin",
+    default=True,
+    show_default=True,
+    help="With --production, run each worker process on a core of its own.",
+)
+def serve(host: str, port: int, production: bool, workers: int | None, pin: bool) -> None:
     """Serve the API and the dashboard; without --production, a threaded development server.
 
     Checks first that the database answers and is migrated, and refuses to start otherwise.
@@ -66,6 +72,8 @@ def serve(host: str, port: int, production: bool, workers: int | None) -> None:
     """
     if workers is not None and not production:
         raise click.UsageError("--workers needs --production (the dev server is one process)")
+    if not pin and not production:
+        raise click.UsageError("--no-pin needs --production (the dev server is one process)")
     current = state()
     runtime = current.runtime()
     configure_logging(runtime.settings.log_format)
@@ -94,7 +102,7 @@ def serve(host: str, port: int, production: bool, workers: int | None) -> None:
     say(f"database driver: {driver}", driver=driver)
     if production:
         runtime.close()  # this process only supervises: each worker builds its own app
-        serve_production(host, port, workers or default_workers())
+        serve_production(host, port, workers or default_workers(), pin)
         return
     app = current.the_app()
     handler = JsonProblemRequestHandler if as_json else ProblemRequestHandler
