@@ -140,8 +140,9 @@ def answers(port: int) -> bool:
 
 
 @contextmanager
-def running(command: list[str], env: dict[str, str], port: int, cwd: Path) -> Iterator[None]:
-    """A server in its own process group until the block ends; SIGTERM, then SIGKILL."""
+def running(command: list[str], env: dict[str, str], port: int, cwd: Path) -> Iterator[int]:
+    """A server in its own process group until the block ends (its pid); SIGTERM, then
+    SIGKILL."""
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True
@@ -154,7 +155,7 @@ def running(command: list[str], env: dict[str, str], port: int, cwd: Path) -> It
                     tail = log.read().decode()[-2000:]
                     raise RuntimeError(f"{command[0]} did not start:\n{tail}")
                 time.sleep(0.2)
-            yield
+            yield server.pid
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             try:
@@ -162,6 +163,17 @@ def running(command: list[str], env: dict[str, str], port: int, cwd: Path) -> It
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+
+
+def pin_workers(server: int) -> None:
+    """Each worker process of `server` and its threads on a core of its own, in turn, as
+    `pedidos serve --production` places its workers: the peer on the same terms."""
+    cores = sorted(os.sched_getaffinity(0))
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    workers = [pid for pid in children if len(os.listdir(f"/proc/{pid}/task")) > 1]
+    for n, pid in enumerate(workers):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(task), {cores[n % len(cores)]})
 
 
 def command_for(server: str, app: str, port: int) -> list[str]:
@@ -239,7 +251,9 @@ def measure(
             "PEER_PATH": f"/pedido?produto_id={HOT_PRODUTO}" if hot else "/pedido",
         }
         script, cwd = ROOT / "benchmarks" / "wrk" / "peer.lua", ROOT / "benchmarks" / "peer"
-    with running(command_for(server, app, port), env, port, cwd):
+    with running(command_for(server, app, port), env, port, cwd) as pid:
+        if app == "peer" and server == "granian" and args.pin_peer:
+            pin_workers(pid)
         wrk(port, WARMUP_SECONDS, args.connections, script, env)
         time.sleep(0.5)
         before = committed(database)
@@ -290,7 +304,7 @@ def same(key: Cell, cells: list[Cell]) -> Cell:
     )
 
 
-def table(rounds: list[list[Cell]]) -> str:
+def table(rounds: list[list[Cell]], peer_pinned: bool = False) -> str:
     """One Markdown table: each Pedidos row against the peer on its own server and gunicorn.
     With several rounds, each figure is the median over the rounds."""
     lines = [
@@ -301,7 +315,7 @@ def table(rounds: list[list[Cell]]) -> str:
     for c in rounds[0]:
         label = "granian (`pedidos serve --production`)" if c.server == "granian" else c.server
         if c.server == "granian" and c.app == "peer":
-            label = "granian 2 workers x 16"
+            label = "granian 2 workers x 16" + (", each on a core" if peer_pinned else "")
         elif c.server == "gunicorn" and c.app == "peer":
             label = "gunicorn gthread 2 x 16"
         elif c.server == "gunicorn":
@@ -352,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run every cell this many times, the apps in turn first and last; the table"
         " shows medians, and each ratio's median and range over the rounds",
     )
+    parser.add_argument(
+        "--pin-peer",
+        action="store_true",
+        help="run each worker of the peer under granian on a core of its own, as"
+        " `pedidos serve --production` does with its workers",
+    )
     parser.add_argument("--json", type=Path, help="also write the cells here")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -375,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{CLIENTES:,} clientes and {PRODUTOS:,} produtos, MariaDB on this machine "
         f"({os.cpu_count()} cores)\n"
     )
-    print(table(rounds))
+    print(table(rounds, args.pin_peer))
     if args.json:
         every = [{"round": n, **asdict(c)} for n, cells in enumerate(rounds) for c in cells]
         args.json.write_text(json.dumps(every, indent=2) + "\n")
