@@ -112,6 +112,15 @@ def test_without_the_supervisor_no_core_is_claimed(tmp_path: Path) -> None:
     assert out.stdout.strip() == "None"
 
 
+def test_a_claim_that_cannot_be_made_leaves_the_worker_serving(tmp_path: Path) -> None:
+    env = {**os.environ, CORES_VARIABLE: str(tmp_path / "missing")}
+    probe = "from pedidos.web.production import claim_core; print(claim_core())"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "None"
+
+
 def worker_tasks(server: int) -> dict[int, set[str]]:
     """Each worker process of the server: the cores its threads may run on, as /proc says."""
     found: dict[int, set[str]] = {}

@@ -99,14 +99,25 @@ def claim_core() -> int | None:
     processors relayed by the hypervisor: a third fewer thread switches per order and a third
     less system time (docs/performance.md). Call it before the server starts its threads.
     """
-    global _held_claim
     folder = os.environ.get(CORES_VARIABLE)
     if not folder or _held_claim is not None or not hasattr(os, "sched_setaffinity"):
         return None
+    try:
+        core = _claim_free_core(Path(folder))
+    except OSError as error:  # a speed-up only: the worker serves wherever it runs
+        log.warning("worker %d claims no core: %s", os.getpid(), error)
+        return None
+    if core is not None:
+        log.info("worker %d runs on core %d", os.getpid(), core, extra={"core": core})
+    return core
+
+
+def _claim_free_core(folder: Path) -> int | None:
+    global _held_claim
     import fcntl
 
     for core in sorted(os.sched_getaffinity(0)):
-        claim = os.open(Path(folder) / str(core), os.O_RDWR | os.O_CREAT, 0o600)
+        claim = os.open(folder / str(core), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -117,7 +128,6 @@ def claim_core() -> int | None:
         for task in os.listdir("/proc/self/task"):
             with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
                 os.sched_setaffinity(int(task), {core})
-        log.info("worker %d runs on core %d", os.getpid(), core, extra={"core": core})
         return core
     return None
 
