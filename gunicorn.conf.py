@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 
+from pedidos.web.production import CORES_VARIABLE
+
 bind = os.environ.get("PEDIDOS_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("PEDIDOS_GUNICORN_WORKERS", multiprocessing.cpu_count()))
 worker_class = "gthread"
@@ -21,6 +23,11 @@ graceful_timeout = 30
 keepalive = 5
 timeout = 60
 
+# off: workers run wherever the system puts them.
+pin = os.environ.get("PEDIDOS_PIN", "on")
+if pin not in ("on", "off"):
+    raise SystemExit(f"PEDIDOS_PIN must be on or off, got {pin!r}")
+
 # Prometheus multiprocess mode: each worker writes its samples under this folder and
 # /metrics sums them, whichever worker answers. Emptied at start, so old pids do not count.
 metrics_dir = os.environ.setdefault(
@@ -31,6 +38,14 @@ metrics_dir = os.environ.setdefault(
 def on_starting(_server: object) -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
+    # Each worker on a core of its own, as under `pedidos serve --production`: pedidos.wsgi
+    # claims one in this folder (docs/deploy-notes.md).
+    if pin == "on":
+        os.environ[CORES_VARIABLE] = tempfile.mkdtemp(prefix="pedidos-cores-")
+
+
+def on_exit(_server: object) -> None:
+    shutil.rmtree(os.environ.pop(CORES_VARIABLE, ""), ignore_errors=True)
 
 
 def child_exit(_server: object, worker: object) -> None:

@@ -18,7 +18,7 @@ from flask import Flask
 
 from pedidos.cli import CliState, cli
 from pedidos.web.production import CORES_VARIABLE
-from tests.helpers import free_port, wait_until
+from tests.helpers import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="cores are claimed where Linux lets a process"
@@ -124,50 +124,61 @@ def test_a_claim_that_cannot_be_made_leaves_the_worker_serving(tmp_path: Path) -
 def worker_tasks(server: int) -> dict[int, set[str]]:
     """Each worker process of the server: the cores its threads may run on, as /proc says."""
     found: dict[int, set[str]] = {}
-    for entry in Path("/proc").iterdir():
+    for child in Path(f"/proc/{server}/task/{server}/children").read_text().split():
+        entry = Path("/proc") / child
         try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent != server or b"spawn_main" not in (entry / "cmdline").read_bytes():
-                continue
-            found[int(entry.name)] = {
+            if b"resource_tracker" in (entry / "cmdline").read_bytes():
+                continue  # the spawning server's helper, not a worker
+            found[int(child)] = {
                 line.split()[1]
                 for task in (entry / "task").iterdir()
                 for line in (task / "status").read_text().splitlines()
                 if line.startswith("Cpus_allowed_list")
             }
-        except (OSError, ValueError):
+        except OSError:
             continue
     return found
 
 
+def server_command(server: str, port: int) -> list[str]:
+    """Two workers: `pedidos serve --production`, or gunicorn with the project's settings."""
+    if server == "granian":
+        pedidos = str(Path(sys.executable).with_name("pedidos"))
+        return [pedidos, "serve", "--production", "--port", str(port), "--workers", "2"]
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    conf = str(ROOT / "gunicorn.conf.py")
+    return [gunicorn, "-c", conf, "-b", f"127.0.0.1:{port}", "pedidos.wsgi:app"]
+
+
 @contextmanager
-def production(tmp_path: Path, *options: str) -> Iterator[int]:
-    """`pedidos serve --production --workers 2` on a SQLite file; its pid."""
+def serving(
+    tmp_path: Path, server: str, *options: str, **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`server` with two workers on a SQLite file, each having run requests on threads."""
     url = f"sqlite:///{tmp_path / 'cores.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": url, "PEDIDOS_RECOVERY_INTERVAL": "0"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = {**os.environ, "DATABASE_URL": url, "PEDIDOS_RECOVERY_INTERVAL": "0", **settings}
+    env["PEDIDOS_GUNICORN_WORKERS"] = "2"
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    (tmp_path / "metrics").mkdir()
     pedidos = str(Path(sys.executable).with_name("pedidos"))
     subprocess.run([pedidos, "init-db"], env=env, check=True, capture_output=True)
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [pedidos, "serve", "--production", "--port", str(port), "--workers", "2", *options],
-        env=env,
-        stdout=log,
-        stderr=log,
+    process = subprocess.Popen(
+        [*server_command(server, port), *options], env=env, stdout=log, stderr=log
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(base), 30, "the production server")
-        wait_until(lambda: len(worker_tasks(server.pid)) == 2, 10, "two workers")
-        # Requests at once, so that the workers start threads to run them.
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda _: httpx.get(f"{base}/healthz", timeout=10), range(64)))
-        yield server.pid
+        wait_until(lambda: _answers(base) or process.poll() is not None, 30, "the server")
+        if process.poll() is None:
+            wait_until(lambda: len(worker_tasks(process.pid)) == 2, 10, "two workers")
+            # Requests at once, so that the workers start threads to run them.
+            with ThreadPoolExecutor(16) as pool:
+                list(pool.map(lambda _: httpx.get(f"{base}/healthz", timeout=10), range(64)))
+        yield process
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        process.terminate()
+        process.wait(timeout=60)
         log.close()
 
 
@@ -178,9 +189,10 @@ def _answers(base: str) -> bool:
         return False
 
 
-def test_the_production_workers_run_on_cores_of_their_own(tmp_path: Path) -> None:
-    with production(tmp_path) as server:
-        tasks = worker_tasks(server)
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_the_workers_run_on_cores_of_their_own(tmp_path: Path, server: str) -> None:
+    with serving(tmp_path, server) as process:
+        tasks = worker_tasks(process.pid)
     assert len(tasks) == 2
     # Every thread of a worker on one core, and not the other worker's (given two cores).
     assert all(len(allowed) == 1 for allowed in tasks.values()), tasks
@@ -189,14 +201,26 @@ def test_the_production_workers_run_on_cores_of_their_own(tmp_path: Path) -> Non
     assert len(claimed) == min(2, len(os.sched_getaffinity(0))), tasks
 
 
-def test_no_pin_leaves_the_workers_where_the_system_puts_them(tmp_path: Path) -> None:
-    with production(tmp_path, "--no-pin") as server:
-        tasks = worker_tasks(server)
+@pytest.mark.parametrize(
+    ("server", "options", "settings"),
+    [("granian", ["--no-pin"], {}), ("gunicorn", [], {"PEDIDOS_PIN": "off"})],
+)
+def test_turned_off_the_workers_run_where_the_system_puts_them(
+    tmp_path: Path, server: str, options: list[str], settings: dict[str, str]
+) -> None:
+    with serving(tmp_path, server, *options, **settings) as process:
+        tasks = worker_tasks(process.pid)
     assert len(tasks) == 2
     assert all(len(allowed) == 1 for allowed in tasks.values()), tasks
     where = {next(iter(allowed)) for allowed in tasks.values()}
     mine = Path("/proc/self/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
     assert where == {mine}
+
+
+def test_gunicorn_refuses_a_pin_setting_it_cannot_read(tmp_path: Path) -> None:
+    with serving(tmp_path, "gunicorn", PEDIDOS_PIN="sometimes") as process:
+        assert process.wait(timeout=30) != 0
+    assert "PEDIDOS_PIN must be on or off, got 'sometimes'" in (tmp_path / "serve.log").read_text()
 
 
 def test_no_pin_needs_the_production_server(app: Flask) -> None:

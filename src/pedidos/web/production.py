@@ -88,9 +88,10 @@ def watch_drain_flag(drain: Callable[[], None], interval: float = 0.1) -> None:
 
 
 def claim_core() -> int | None:
-    """In a worker of `serve --production`: move this process, its threads and those it will
-    start, onto a core no other worker of the server holds; return that core, or None when the
-    supervisor did not ask, every core is taken (more workers than cores) or the system cannot.
+    """In a worker of `serve --production` (or of gunicorn with `gunicorn.conf.py`): move this
+    process, its threads and those it will start, onto a core no other worker of the server
+    holds; return that core, or None when the server did not ask, every core is taken (more
+    workers than cores) or the system cannot.
 
     A worker's Python threads take turns on one interpreter lock, so one core is all they can
     use at once. On a core of their own, a request thread that hands its order to the order
