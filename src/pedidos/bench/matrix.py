@@ -346,23 +346,28 @@ def format_row(cell: Cell, cells: list[Cell]) -> str:
     )
 
 
-def write_results(cells: list[Cell]) -> None:
+def write_results(cells: list[Cell]) -> list[Path]:
+    """The cells as JSON, and the chart where it can be drawn; the files written."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     summaries = [c.summary() for c in cells]
     (RESULTS / "latest.json").write_text(json.dumps(summaries, indent=1) + "\n")
-    plot(summaries)
+    written = [RESULTS / "latest.json"]
+    if plot(summaries):
+        written.append(RESULTS / "latest.png")
+    return written
 
 
-def plot(summaries: list[dict[str, Any]]) -> None:
-    """Committed orders/s against concurrency: a row per database, a column per scenario."""
+def plot(summaries: list[dict[str, Any]]) -> bool:
+    """Committed orders/s against concurrency: a row per database, a column per scenario.
+    False when there is no matplotlib to draw it (`make bench` installs it)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no chart", file=sys.stderr)
-        return
+        print("matplotlib is not installed: no chart (make bench installs it)", file=sys.stderr)
+        return False
     databases = sorted({c["database"] for c in summaries})
     scenarios = [s.name for s in SCENARIOS if any(c["scenario"] == s.name for c in summaries)]
     figure, axes = plt.subplots(
@@ -391,6 +396,7 @@ def plot(summaries: list[dict[str, Any]]) -> None:
             axis.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(RESULTS / "latest.png", dpi=100)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replot", action="store_true", help="redraw the chart from latest.json")
     args = parser.parse_args(argv)
     if args.replot:
-        plot(json.loads((RESULTS / "latest.json").read_text()))
-        return 0
+        return 0 if plot(json.loads((RESULTS / "latest.json").read_text())) else 1
     print(HEADER, flush=True)
     cells = run(
         args.databases.split(","),
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         [int(c) for c in args.concurrency.split(",")],
         args.orders,
     )
-    write_results(cells)
-    print(f"\nresults: {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    written = write_results(cells)
+    print(f"\nresults: {' and '.join(str(path) for path in written)}")
     # The naive baseline is expected to break the invariants; the service never may.
     return 1 if any(cell.violations for cell in cells if cell.mode != "naive") else 0
