@@ -43,7 +43,8 @@ class CliState:
 
 def state() -> CliState:
     found = click.get_current_context().find_object(CliState)
-    assert found is not None, "the pedidos group creates it"
+    if found is None:  # the pedidos group creates it: only a command run outside it lacks one
+        raise RuntimeError("a pedidos command ran outside the pedidos group")
     return found
 
 
