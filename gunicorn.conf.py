@@ -8,11 +8,12 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-
-from pedidos.web.production import CORES_VARIABLE
+from typing import Any
 
 bind = os.environ.get("PEDIDOS_BIND", "127.0.0.1:5000")
-workers = int(os.environ.get("PEDIDOS_GUNICORN_WORKERS", multiprocessing.cpu_count()))
+# The cores this process may run on (a cpuset or taskset may allow fewer than the machine's).
+cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+workers = int(os.environ.get("PEDIDOS_GUNICORN_WORKERS", cores or multiprocessing.cpu_count()))
 worker_class = "gthread"
 # Request threads mostly wait for their order's batch; the more orders wait at once, the
 # larger the batches (64 measured 1.5x faster than 16, docs/performance.md).
@@ -23,10 +24,14 @@ graceful_timeout = 30
 keepalive = 5
 timeout = 60
 
-# off: workers run wherever the system puts them.
+# on: each worker on a core of its own (pedidos.web.cores); off: where the system puts them.
 pin = os.environ.get("PEDIDOS_PIN", "on")
 if pin not in ("on", "off"):
     raise SystemExit(f"PEDIDOS_PIN must be on or off, got {pin!r}")
+# pedidos.web.cores.CLAIMS_VARIABLE, written out: importing pedidos here would load
+# prometheus_client in the master before PROMETHEUS_MULTIPROC_DIR is set, and every worker
+# forked from it would keep its metrics to itself.
+CLAIMS_VARIABLE = "PEDIDOS_CORE_CLAIMS"
 
 # Prometheus multiprocess mode: each worker writes its samples under this folder and
 # /metrics sums them, whichever worker answers. Emptied at start, so old pids do not count.
@@ -35,17 +40,27 @@ metrics_dir = os.environ.setdefault(
 )
 
 
-def on_starting(_server: object) -> None:
+def on_starting(server: Any) -> None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
-    # Each worker on a core of its own, as under `pedidos serve --production`: pedidos.wsgi
-    # claims one in this folder (docs/deploy-notes.md).
-    if pin == "on":
-        os.environ[CORES_VARIABLE] = tempfile.mkdtemp(prefix="pedidos-cores-")
+    if pin == "on":  # the folder of core claims, for the workers to inherit
+        claims = tempfile.mkdtemp(prefix="pedidos-cores-")
+        if os.getuid() == 0 and (server.cfg.uid, server.cfg.gid) != (0, 0):
+            os.chown(claims, server.cfg.uid, server.cfg.gid)  # workers that drop root
+        os.environ[CLAIMS_VARIABLE] = claims
+
+
+def post_worker_init(_worker: object) -> None:
+    # pedidos.wsgi claims a core as it loads in the worker; with preload_app it loaded in the
+    # master, before there was anything to claim, so the worker claims it here.
+    from pedidos.config import Settings
+    from pedidos.web.cores import claim_core
+
+    claim_core(Settings.from_env().executor)
 
 
 def on_exit(_server: object) -> None:
-    shutil.rmtree(os.environ.pop(CORES_VARIABLE, ""), ignore_errors=True)
+    shutil.rmtree(os.environ.pop(CLAIMS_VARIABLE, ""), ignore_errors=True)
 
 
 def child_exit(_server: object, worker: object) -> None:

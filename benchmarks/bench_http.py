@@ -165,15 +165,23 @@ def running(command: list[str], env: dict[str, str], port: int, cwd: Path) -> It
                 server.wait()
 
 
-def pin_workers(server: int) -> None:
-    """Each worker process of `server` and its threads on a core of its own, in turn, as
-    `pedidos serve --production` places its workers: the peer on the same terms."""
+def pin_workers(server: int, count: int = 2) -> None:
+    """Each of the `count` worker processes of `server` and their threads on a core of its
+    own, as `pedidos serve --production` places its workers (beyond the cores, none): the peer
+    on the same terms. Waits for the workers to start their threads."""
     cores = sorted(os.sched_getaffinity(0))
-    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
-    workers = [pid for pid in children if len(os.listdir(f"/proc/{pid}/task")) > 1]
-    for n, pid in enumerate(workers):
+    deadline = time.monotonic() + 10
+    while True:
+        children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+        workers = [pid for pid in children if len(os.listdir(f"/proc/{pid}/task")) > 1]
+        if len(workers) >= count:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(workers)} of {count} workers started: cannot pin them")
+        time.sleep(0.2)
+    for pid, core in zip(sorted(workers, key=int), cores, strict=False):
         for task in os.listdir(f"/proc/{pid}/task"):
-            os.sched_setaffinity(int(task), {cores[n % len(cores)]})
+            os.sched_setaffinity(int(task), {core})
 
 
 def command_for(server: str, app: str, port: int) -> list[str]:

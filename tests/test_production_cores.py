@@ -1,9 +1,10 @@
-"""Each worker of `pedidos serve --production` on a core of its own: claimed once, whole
-process and later threads included, handed on when the worker dies, none when none is left."""
+"""Each worker of the production servers on a core of its own: claimed once, whole process
+and later threads included, handed on when a worker ends, waited for while none is free."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from flask import Flask
 
 from pedidos.cli import CliState, cli
-from pedidos.web.production import CORES_VARIABLE
+from pedidos.web.cores import CLAIMS_VARIABLE
 from tests.helpers import ROOT, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -25,19 +26,26 @@ pytestmark = pytest.mark.skipif(
 )
 
 # A worker's start as far as cores go: a thread before the claim, the claim, a thread after;
-# then the core and both threads' cores, and it holds its claim until stdin closes.
+# then the core and both threads' cores. It holds its claim until its stdin closes. The cores
+# it may run on come as its argument, as a server's workers inherit them.
 WORKER = """
 import os, sys, threading
-os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(",")})  # as if inherited
-from pedidos.web.production import claim_core
+os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(",")})
+from pedidos.web.cores import claim_core
 wait = threading.Event()
 before = threading.Thread(target=wait.wait, daemon=True)
 before.start()
-core = claim_core()
+core = claim_core(sys.argv[2])
 after = threading.Thread(target=wait.wait, daemon=True)
 after.start()
 print(core, *(sorted(os.sched_getaffinity(t.native_id)) for t in (before, after)), sep="|")
 sys.stdout.flush()
+if sys.argv[3] == "fork":  # a worker forked from this one, as a preloading server makes
+    child = os.fork()
+    if child == 0:
+        print(claim_core(sys.argv[2]), sorted(os.sched_getaffinity(0)), sep="|", flush=True)
+        os._exit(0)
+    os.waitpid(child, 0)
 sys.stdin.read()
 """
 
@@ -63,11 +71,13 @@ def stop(worker: subprocess.Popen[str]) -> None:
         worker.communicate()  # and closes its pipes
 
 
-def start_worker(folder: Path, cores: set[int]) -> tuple[subprocess.Popen[str], str]:
-    """A process as the supervisor starts a worker (on `cores`); its first line."""
+def start_worker(
+    folder: Path, cores: set[int], executor: str = "thread", then: str = "wait"
+) -> tuple[subprocess.Popen[str], str]:
+    """A process as a server starts a worker (on `cores`); its first line."""
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, ",".join(map(str, cores))],
-        env={**os.environ, CORES_VARIABLE: str(folder)},
+        [sys.executable, "-c", WORKER, ",".join(map(str, cores)), executor, then],
+        env={**os.environ, CLAIMS_VARIABLE: str(folder)},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -76,66 +86,98 @@ def start_worker(folder: Path, cores: set[int]) -> tuple[subprocess.Popen[str], 
     return worker, worker.stdout.readline().strip()
 
 
-def test_each_worker_claims_a_free_core_with_every_thread_and_hands_it_on(
-    tmp_path: Path,
-) -> None:
+def affinities(pid: int) -> set[str]:
+    """The cores each thread of `pid` may run on, as /proc lists them ("0", "0-1")."""
+    found: set[str] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended
+        found.add(status.split("Cpus_allowed_list:")[1].split()[0])
+    return found
+
+
+def test_each_worker_claims_a_free_core_with_every_thread(tmp_path: Path) -> None:
     cores = cores_of_this_test()
     with killed_at_end() as started:
         lines = []
-        for _ in range(len(cores) + 1):
+        for _ in cores:
             worker, line = start_worker(tmp_path, cores)
             started.append(worker)
-            lines.append(line)
-        claimed = [line.split("|") for line in lines[:-1]]
-        # One core each, and the threads started before and after the claim run on it too.
-        assert sorted(int(core) for core, _, _ in claimed) == sorted(cores)
-        for core, before, after in claimed:
-            assert before == after == f"[{core}]"
-        # More workers than cores: the last runs where it may, like any process.
+            lines.append(line.split("|"))
+    # One core each, and the threads started before and after the claim run on it too.
+    assert sorted(int(core) for core, _, _ in lines) == sorted(cores)
+    for core, before, after in lines:
+        assert before == after == f"[{core}]"
+
+
+def test_a_worker_without_a_free_core_takes_the_first_that_comes_free(tmp_path: Path) -> None:
+    cores = cores_of_this_test()
+    with killed_at_end() as started:
+        holders = [start_worker(tmp_path, cores) for _ in cores]
+        started += [worker for worker, _ in holders]
+        # More workers than cores (or new ones while a reload's old ones drain): it runs
+        # where it may, like any process, and waits for a core.
+        waiting, line = start_worker(tmp_path, cores)
+        started.append(waiting)
         everywhere = str(sorted(cores))
-        assert lines[-1] == f"None|{everywhere}|{everywhere}"
-
-        # A worker that dies lets go of its core: the next one started takes it.
-        freed = claimed[0][0]
-        stop(started[0])
-        worker, line = start_worker(tmp_path, cores)
-        started.append(worker)
-        assert line.split("|")[0] == freed
+        assert line == f"None|{everywhere}|{everywhere}"
+        # A worker that ends lets go of its core: the waiting one moves onto it.
+        (first, first_line) = holders[0]
+        freed = first_line.split("|")[0]
+        stop(first)
+        wait_until(lambda: affinities(waiting.pid) == {freed}, 10, "the freed core taken")
 
 
-def test_without_the_supervisor_no_core_is_claimed(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != CORES_VARIABLE}
-    probe = "from pedidos.web.production import claim_core; print(claim_core())"
+def test_a_worker_forked_from_a_claimant_claims_a_core_of_its_own(tmp_path: Path) -> None:
+    cores = cores_of_this_test()
+    if len(cores) < 2:
+        pytest.skip("one core: a forked worker has none left to claim")  # not on CI machines
+    with killed_at_end() as started:
+        parent, line = start_worker(tmp_path, cores, then="fork")
+        started.append(parent)
+        assert parent.stdout is not None
+        child_core, child_cores = parent.stdout.readline().strip().split("|")
+    parent_core = line.split("|")[0]
+    assert child_core != parent_core
+    assert child_cores == f"[{child_core}]"
+
+
+@pytest.mark.parametrize(
+    ("variable", "executor"),
+    [(False, "thread"), ("missing folder", "thread"), (True, "process")],
+)
+def test_no_core_is_claimed_where_it_should_not_be(
+    tmp_path: Path, variable: bool | str, executor: str
+) -> None:
+    # Not asked; a folder that is not there (the worker serves on, looking no further); the
+    # process executor, whose order processes would all inherit the one core.
+    env = {k: v for k, v in os.environ.items() if k != CLAIMS_VARIABLE}
+    if variable:
+        env[CLAIMS_VARIABLE] = str(
+            tmp_path / "missing" if variable == "missing folder" else tmp_path
+        )
+    probe = (
+        "import threading; from pedidos.web.cores import claim_core;"
+        f" print(claim_core({executor!r}), [t.name for t in threading.enumerate()][1:])"
+    )
     out = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "None"
+    assert out.stdout.strip() == "None []"
 
 
-def test_a_claim_that_cannot_be_made_leaves_the_worker_serving(tmp_path: Path) -> None:
-    env = {**os.environ, CORES_VARIABLE: str(tmp_path / "missing")}
-    probe = "from pedidos.web.production import claim_core; print(claim_core())"
-    out = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.strip() == "None"
-
-
-def worker_tasks(server: int) -> dict[int, set[str]]:
-    """Each worker process of the server: the cores its threads may run on, as /proc says."""
-    found: dict[int, set[str]] = {}
-    for child in Path(f"/proc/{server}/task/{server}/children").read_text().split():
-        entry = Path("/proc") / child
+def worker_pids(server: int) -> set[int]:
+    """The server's worker processes, from /proc."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
         try:
-            if b"resource_tracker" in (entry / "cmdline").read_bytes():
-                continue  # the spawning server's helper, not a worker
-            found[int(child)] = {
-                line.split()[1]
-                for task in (entry / "task").iterdir()
-                for line in (task / "status").read_text().splitlines()
-                if line.startswith("Cpus_allowed_list")
-            }
-        except OSError:
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == server and b"resource_tracker" not in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except (OSError, ValueError):
             continue
     return found
 
@@ -152,33 +194,48 @@ def server_command(server: str, port: int) -> list[str]:
 
 @contextmanager
 def serving(
-    tmp_path: Path, server: str, *options: str, **settings: str
+    tmp_path: Path, server: str, *options: str, pin: str = "on"
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`server` with two workers on a SQLite file, each having run requests on threads."""
     url = f"sqlite:///{tmp_path / 'cores.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": url, "PEDIDOS_RECOVERY_INTERVAL": "0", **settings}
-    env["PEDIDOS_GUNICORN_WORKERS"] = "2"
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PEDIDOS_RECOVERY_INTERVAL": "0",
+        "PEDIDOS_EXECUTOR": "thread",
+        "PEDIDOS_GUNICORN_WORKERS": "2",
+        "PEDIDOS_PIN": pin,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
+    env.pop(CLAIMS_VARIABLE, None)
     (tmp_path / "metrics").mkdir()
     pedidos = str(Path(sys.executable).with_name("pedidos"))
     subprocess.run([pedidos, "init-db"], env=env, check=True, capture_output=True)
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     process = subprocess.Popen(
-        [*server_command(server, port), *options], env=env, stdout=log, stderr=log
+        [*server_command(server, port), *options],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(base) or process.poll() is not None, 30, "the server")
         if process.poll() is None:
-            wait_until(lambda: len(worker_tasks(process.pid)) == 2, 10, "two workers")
+            wait_until(lambda: len(worker_pids(process.pid)) == 2, 10, "two workers")
             # Requests at once, so that the workers start threads to run them.
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda _: httpx.get(f"{base}/healthz", timeout=10), range(64)))
         yield process
     finally:
         process.terminate()
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
 
 
@@ -189,38 +246,63 @@ def _answers(base: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("server", ["granian", "gunicorn"])
-def test_the_workers_run_on_cores_of_their_own(tmp_path: Path, server: str) -> None:
-    with serving(tmp_path, server) as process:
-        tasks = worker_tasks(process.pid)
-    assert len(tasks) == 2
-    # Every thread of a worker on one core, and not the other worker's (given two cores).
-    assert all(len(allowed) == 1 for allowed in tasks.values()), tasks
-    claimed = {next(iter(allowed)) for allowed in tasks.values()}
-    assert all(core.isdigit() for core in claimed), tasks
-    assert len(claimed) == min(2, len(os.sched_getaffinity(0))), tasks
+def each_on_its_own_core(server: int) -> bool:
+    """Every thread of each worker on one core, and not the other worker's (given two)."""
+    claimed = [affinities(pid) for pid in worker_pids(server)]
+    single = [next(iter(cores)) for cores in claimed if len(cores) == 1]
+    return (
+        len(single) == len(claimed) == 2
+        and all(core.isdigit() for core in single)
+        and (len(set(single)) == min(2, len(os.sched_getaffinity(0))))
+    )
 
 
 @pytest.mark.parametrize(
-    ("server", "options", "settings"),
-    [("granian", ["--no-pin"], {}), ("gunicorn", [], {"PEDIDOS_PIN": "off"})],
+    ("server", "options"), [("granian", []), ("gunicorn", []), ("gunicorn", ["--preload"])]
+)
+def test_the_workers_run_on_cores_of_their_own(
+    tmp_path: Path, server: str, options: list[str]
+) -> None:
+    with serving(tmp_path, server, *options) as process:
+        wait_until(lambda: each_on_its_own_core(process.pid), 10, "each worker on its core")
+
+
+@pytest.mark.parametrize(
+    ("server", "options", "pin"), [("granian", ["--no-pin"], "on"), ("gunicorn", [], "off")]
 )
 def test_turned_off_the_workers_run_where_the_system_puts_them(
-    tmp_path: Path, server: str, options: list[str], settings: dict[str, str]
+    tmp_path: Path, server: str, options: list[str], pin: str
 ) -> None:
-    with serving(tmp_path, server, *options, **settings) as process:
-        tasks = worker_tasks(process.pid)
-    assert len(tasks) == 2
-    assert all(len(allowed) == 1 for allowed in tasks.values()), tasks
-    where = {next(iter(allowed)) for allowed in tasks.values()}
+    with serving(tmp_path, server, *options, pin=pin) as process:
+        tasks = [affinities(pid) for pid in worker_pids(process.pid)]
     mine = Path("/proc/self/status").read_text().split("Cpus_allowed_list:")[1].split()[0]
-    assert where == {mine}
+    assert tasks == [{mine}, {mine}]
 
 
 def test_gunicorn_refuses_a_pin_setting_it_cannot_read(tmp_path: Path) -> None:
-    with serving(tmp_path, "gunicorn", PEDIDOS_PIN="sometimes") as process:
+    with serving(tmp_path, "gunicorn", pin="sometimes") as process:
         assert process.wait(timeout=30) != 0
-    assert "PEDIDOS_PIN must be on or off, got 'sometimes'" in (tmp_path / "serve.log").read_text()
+    log = (tmp_path / "serve.log").read_text()
+    assert "PEDIDOS_PIN must be on or off, got 'sometimes'" in log
+
+
+def test_the_gunicorn_settings_load_nothing_of_the_app() -> None:
+    # Loaded in gunicorn's master before PROMETHEUS_MULTIPROC_DIR is set: an import of the
+    # app there would give every forked worker metrics of its own, which /metrics never sums.
+    probe = (
+        "import runpy, sys; runpy.run_path(sys.argv[1]);"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('pedidos', 'prometheus_client', 'flask', 'sqlalchemy')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "gunicorn.conf.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_no_pin_needs_the_production_server(app: Flask) -> None:

@@ -4,7 +4,8 @@ import gc
 
 from pedidos.app import create_app
 from pedidos.logs import configure_logging
-from pedidos.web.production import claim_core, watch_drain_flag
+from pedidos.web.cores import claim_core
+from pedidos.web.production import watch_drain_flag
 
 app = create_app()
 configure_logging(app.extensions["pedidos"].settings.log_format)
@@ -14,10 +15,8 @@ if _runtime.recovery is not None:
     _runtime.recovery.start()
 # Under `pedidos serve --production`, the supervisor's signal to drain (elsewhere: nothing).
 watch_drain_flag(lambda: _runtime.drain(timeout=_runtime.settings.request_timeout))
-# And a core of its own, taken before granian starts its threads in this process. Not with
-# the process executor: its order processes would all inherit that one core.
-if _runtime.settings.executor == "thread":
-    claim_core()
+# A core of its own when the server asks, taken before the server starts its threads here.
+claim_core(_runtime.settings.executor)
 # What exists now lives as long as the process: kept out of the collector's way, so that a
 # full collection under load walks only what requests allocate. With the app's objects in it,
 # each one held the worker for about 50 ms (docs/performance.md).

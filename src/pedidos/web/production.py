@@ -9,8 +9,6 @@ engine, pool, order processor and recovery loop.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import multiprocessing
 import os
 import shutil
@@ -19,6 +17,8 @@ import threading
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from pedidos.web.cores import CLAIMS_VARIABLE
 
 # Threads per worker that run requests; orders wait for their batch on these. Enough for
 # every connection of a busy client pool: the more orders wait at once, the larger the
@@ -33,14 +33,6 @@ GRACEFUL_SECONDS = 30
 DRAIN_NOTICE_SECONDS = 2.0
 # Set by the supervisor for its workers: a file that appears when the server starts draining.
 DRAIN_FLAG_VARIABLE = "PEDIDOS_DRAIN_FLAG"
-# Set by the supervisor when workers run on cores of their own: a folder in which each worker
-# claims one by locking the file named after it.
-CORES_VARIABLE = "PEDIDOS_CORE_CLAIMS"
-
-log = logging.getLogger(__name__)
-# The lock file of this worker's core, open for the process's life: the kernel releases the
-# claim when the process ends, however it ends, so that its replacement can take the core.
-_held_claim: int | None = None
 
 
 def production_environment(env: MutableMapping[str, str], pin: bool = True) -> Path:
@@ -59,11 +51,11 @@ def production_environment(env: MutableMapping[str, str], pin: bool = True) -> P
     shutil.rmtree(metrics_dir, ignore_errors=True)
     os.makedirs(metrics_dir, exist_ok=True)
     env[DRAIN_FLAG_VARIABLE] = str(run_dir / "draining")
-    if pin:
+    if pin:  # each worker on a core of its own (pedidos.web.cores)
         (run_dir / "cores").mkdir()
-        env[CORES_VARIABLE] = str(run_dir / "cores")
+        env[CLAIMS_VARIABLE] = str(run_dir / "cores")
     else:
-        env.pop(CORES_VARIABLE, None)
+        env.pop(CLAIMS_VARIABLE, None)
     return run_dir
 
 
@@ -85,52 +77,6 @@ def watch_drain_flag(drain: Callable[[], None], interval: float = 0.1) -> None:
         drain()
 
     threading.Thread(target=watch, name="pedidos-drain-watch", daemon=True).start()
-
-
-def claim_core() -> int | None:
-    """In a worker of `serve --production` (or of gunicorn with `gunicorn.conf.py`): move this
-    process, its threads and those it will start, onto a core no other worker of the server
-    holds; return that core, or None when the server did not ask, every core is taken (more
-    workers than cores) or the system cannot.
-
-    A worker's Python threads take turns on one interpreter lock, so one core is all they can
-    use at once. On a core of their own, a request thread that hands its order to the order
-    worker, and the order worker that hands the outcome back, wake each other on the core they
-    are on instead of across cores, which on a virtual machine is an interrupt between
-    processors relayed by the hypervisor: a third fewer thread switches per order and a third
-    less system time (docs/performance.md). Call it before the server starts its threads.
-    """
-    folder = os.environ.get(CORES_VARIABLE)
-    if not folder or _held_claim is not None or not hasattr(os, "sched_setaffinity"):
-        return None
-    try:
-        core = _claim_free_core(Path(folder))
-    except OSError as error:  # a speed-up only: the worker serves wherever it runs
-        log.warning("worker %d claims no core: %s", os.getpid(), error)
-        return None
-    if core is not None:
-        log.info("worker %d runs on core %d", os.getpid(), core, extra={"core": core})
-    return core
-
-
-def _claim_free_core(folder: Path) -> int | None:
-    global _held_claim
-    import fcntl
-
-    for core in sorted(os.sched_getaffinity(0)):
-        claim = os.open(folder / str(core), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(claim)  # another worker's core
-            continue
-        _held_claim = claim
-        # Every thread the process has so far (log writer, recovery); new ones inherit it.
-        for task in os.listdir("/proc/self/task"):
-            with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
-                os.sched_setaffinity(int(task), {core})
-        return core
-    return None
 
 
 def default_workers() -> int:
