@@ -54,10 +54,10 @@ def claim_core(executor: ExecutorKind = "thread") -> int | None:
 
     Call it before the server starts its threads, which then start on the core.
     """
+    global _looking
     folder = os.environ.get(CLAIMS_VARIABLE)
     if not folder or executor != "thread" or not hasattr(os, "sched_setaffinity"):
         return None
-    global _looking
     allowed = _forget_inherited() or sorted(os.sched_getaffinity(0))
     core = _claim_or_none(Path(folder), allowed)
     with _claiming:
