@@ -2,6 +2,11 @@
 
 Threaded workers, one process per core: each process has its own engine, pool, order
 processor and recovery loop; they share only the database.
+
+It imports nothing of pedidos: that would load prometheus_client in the master before
+PROMETHEUS_MULTIPROC_DIR is set, and every worker forked from it would keep its metrics to
+itself. What it shares with the app (the cores counted as `web.production.default_workers`
+counts them, `web.cores.CLAIMS_VARIABLE`) is written out here; its hooks import in workers.
 """
 
 import multiprocessing
@@ -28,9 +33,6 @@ timeout = 60
 pin = os.environ.get("PEDIDOS_PIN", "on")
 if pin not in ("on", "off"):
     raise SystemExit(f"PEDIDOS_PIN must be on or off, got {pin!r}")
-# pedidos.web.cores.CLAIMS_VARIABLE, written out: importing pedidos here would load
-# prometheus_client in the master before PROMETHEUS_MULTIPROC_DIR is set, and every worker
-# forked from it would keep its metrics to itself.
 CLAIMS_VARIABLE = "PEDIDOS_CORE_CLAIMS"
 
 # Prometheus multiprocess mode: each worker writes its samples under this folder and

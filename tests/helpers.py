@@ -370,3 +370,18 @@ class Counted:
 
     def request_finished(self) -> None:
         self.requests -= 1
+
+
+def worker_pids(server: int) -> set[int]:
+    """The worker processes of a server (granian, gunicorn), from /proc: its children but
+    the resource tracker that spawning servers start beside them."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if parent == server and b"resource_tracker" not in (entry / "cmdline").read_bytes():
+                found.add(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found

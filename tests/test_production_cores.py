@@ -19,7 +19,7 @@ from flask import Flask
 
 from pedidos.cli import CliState, cli
 from pedidos.web.cores import CLAIMS_VARIABLE
-from tests.helpers import ROOT, free_port, wait_until
+from tests.helpers import ROOT, free_port, wait_until, worker_pids
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="cores are claimed where Linux lets a process"
@@ -166,20 +166,6 @@ def test_no_core_is_claimed_where_it_should_not_be(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "None []"
-
-
-def worker_pids(server: int) -> set[int]:
-    """The server's worker processes, from /proc."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-            if parent == server and b"resource_tracker" not in (entry / "cmdline").read_bytes():
-                found.add(int(entry.name))
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def server_command(server: str, port: int) -> list[str]:

@@ -23,26 +23,9 @@ from tests.faults.harness import (
     report,
     run_load,
 )
-from tests.helpers import ledger, seed_catalog, wait_until
+from tests.helpers import ledger, seed_catalog, wait_until, worker_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.mariadb, pytest.mark.timeout(300)]
-
-
-def worker_pids(server: int) -> set[int]:
-    """The server's worker processes (spawned interpreters), from /proc."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if parent == server and b"spawn_main" in command:
-            found.add(int(entry.name))
-    return found
 
 
 def replaced(server: int, before: set[int]) -> bool:
